@@ -1,0 +1,93 @@
+"""One exception hierarchy for everything a request can fail with.
+
+Each class carries its HTTP status and the short public message sent to the
+client; ``reason`` is the detail that goes to the log (and, for URL errors,
+into the body, as imgproxy does). ``server.py`` turns them into responses in
+one place; nothing else chooses a status code.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A setting is invalid; start-up stops with this one-line message."""
+
+
+class ProxyError(Exception):
+    """Base of every error that becomes an HTTP response."""
+
+    status: int = 500
+    public: str = "Internal error"
+    category: str = "unexpected"
+
+    def __init__(self, reason: str = "", *, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason or self.public)
+        self.reason = reason or self.public
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class InvalidURL(ProxyError):
+    status, public, category = 404, "Invalid URL", "path_parsing"
+
+
+class ExpiredURL(InvalidURL):
+    public = "Expired URL"
+
+
+class Forbidden(ProxyError):
+    status, public, category = 403, "Forbidden", "security"
+
+
+class InvalidSource(ProxyError):
+    """The source URL is not allowed (allow-list, blocked address, unknown scheme)."""
+
+    status, public, category = 404, "Invalid source URL", "security"
+
+
+class SourceNotFound(ProxyError):
+    status, public, category = 404, "Source not found", "download"
+
+
+class SourceUnreachable(ProxyError):
+    """The origin failed: 5xx, connection error, or a 4xx passed through."""
+
+    status, public, category = 502, "Source is unreachable", "download"
+
+
+class SourceTimeout(ProxyError):
+    status, public, category = 504, "Source timed out", "download"
+
+
+class SourceTooLarge(ProxyError):
+    status, public, category = 422, "Source file is too large", "image_data_size"
+
+
+class NotModified(ProxyError):
+    """Not an error: the client's validators match. Carries the 304 headers."""
+
+    status, public, category = 304, "", "none"
+
+
+class UnprocessableImage(ProxyError):
+    """The bytes are not an image we can decode (broken, unsupported, hostile)."""
+
+    status, public, category = 422, "Broken or unsupported image", "processing"
+
+
+class ImageTooLarge(UnprocessableImage):
+    public = "Source image resolution is too large"
+
+
+class UnsupportedFormat(UnprocessableImage):
+    public = "Unsupported image format"
+
+
+class TooManyRequests(ProxyError):
+    status, public, category = 429, "Too many requests", "queue"
+
+
+class RequestTimeout(ProxyError):
+    status, public, category = 503, "Timeout", "timeout"

@@ -1,0 +1,86 @@
+"""Accept header + URL format + settings -> an output-format policy.
+
+The policy is decided per request before the cache lookup (so the cache key
+and ``Vary`` are known) and is handed down to processing, which calls
+``choose`` once the image's facts (alpha, animation, size) are known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFERRED_SOURCE_FORMATS = ("jpeg", "png", "gif")
+_MODERN = ("avif", "webp")  # preference order when several are allowed
+
+
+def accepted_types(accept: str) -> dict[str, float]:
+    """Media types in an Accept header with their q-values (``q=0`` means refused)."""
+    result: dict[str, float] = {}
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        if not media:
+            continue
+        q = 1.0
+        for param in fields[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = max(0.0, min(1.0, float(value)))
+                except ValueError:
+                    q = 0.0
+        result[media] = max(q, result.get(media, 0.0)) if media in result else q
+    return result
+
+
+def modern_formats(accept: str, webp: bool, avif: bool) -> tuple[str, ...]:
+    """The enabled modern formats the client explicitly accepts, best first.
+
+    Only an explicit ``image/avif`` / ``image/webp`` counts: ``*/*`` and
+    ``image/*`` do not mean the browser can decode them.
+    """
+    types = accepted_types(accept) if accept else {}
+    enabled = {"avif": avif, "webp": webp}
+    return tuple(f for f in _MODERN if enabled[f] and types.get(f"image/{f}", 0.0) > 0)
+
+
+@dataclass(frozen=True)
+class FormatPolicy:
+    explicit: str | None = None  # from the URL (extension or f:)
+    accepted: tuple[str, ...] = ()  # modern formats usable for this client, best first
+    enforce: bool = False  # accepted formats override an explicit one
+    vary: bool = False  # the answer depends on Accept
+
+    @property
+    def key(self) -> str:
+        """Everything that can change the chosen format, for the cache key."""
+        if self.explicit and not self.enforce:
+            return self.explicit
+        return f"{self.explicit or 'auto'}>{'+'.join(self.accepted) or '-'}"
+
+    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str:
+        """The output format for an image with these facts."""
+        if self.explicit and not (self.enforce and self.accepted):
+            return self.explicit
+        for fmt in self.accepted:
+            if fmt == "avif" and (animated or min(width, height) < 16):
+                continue  # no animated AVIF output; AVIF needs 16px
+            return fmt
+        if self.explicit:
+            return self.explicit
+        if source in PREFERRED_SOURCE_FORMATS:
+            return source
+        if animated:
+            return "gif"
+        return "png" if alpha else "jpeg"
+
+
+def negotiate(explicit: str | None, accept: str, *, auto_webp: bool, auto_avif: bool,
+              enforce_webp: bool, enforce_avif: bool) -> FormatPolicy:
+    """Build the policy for one request."""
+    negotiating = auto_webp or auto_avif or enforce_webp or enforce_avif
+    if explicit:
+        enforced = modern_formats(accept, enforce_webp, enforce_avif)
+        return FormatPolicy(explicit, enforced, bool(enforced), enforce_webp or enforce_avif)
+    accepted = modern_formats(accept, auto_webp or enforce_webp, auto_avif or enforce_avif)
+    return FormatPolicy(None, accepted, False, negotiating)

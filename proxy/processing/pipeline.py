@@ -1,0 +1,459 @@
+"""The libvips pipeline: load header -> decide -> reload shrunk -> steps -> encode.
+
+Runs in a worker thread (never on the event loop). The steps follow
+imgproxy's order and user options never reorder them. ``process`` is the
+only entry point; each step is a small function over ``Frame`` data.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import pyvips
+
+from ..errors import ImageTooLarge, ProxyError, UnprocessableImage, UnsupportedFormat
+from ..options import Gravity, ProcessingOptions
+from . import formats
+from .geometry import Plan, gravity_offset, plan
+
+WHITE = (255, 255, 255)
+
+
+class FormatChooser(Protocol):
+    """Decides the output format once the image's facts are known (see negotiate.py)."""
+
+    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """Server-wide processing defaults and limits (built once from Settings)."""
+
+    quality: int = 80
+    format_quality: tuple[tuple[str, int], ...] = (("webp", 79), ("avif", 63))
+    strip_metadata: bool = True
+    keep_copyright: bool = True
+    strip_color_profile: bool = True
+    auto_rotate: bool = True
+    enforce_thumbnail: bool = False
+    max_src_resolution: float = 50.0
+    max_animation_frames: int = 100
+    max_animation_frame_resolution: float = 0.0
+    max_result_dimension: int = 8192
+    max_svg_check_bytes: int = 32 * 1024
+    avif_speed: int = 8
+    webp_effort: int = 4
+    jpeg_progressive: bool = False
+    png_interlaced: bool = False
+    watermark: bytes | None = None
+    watermark_opacity: float = 1.0
+
+    @classmethod
+    def from_settings(cls, s: Any) -> ProcessingConfig:
+        names = set(cls.__dataclass_fields__) - {"watermark"}
+        values = {name: getattr(s, name) for name in names}
+        watermark = None
+        if getattr(s, "watermark_data", ""):
+            watermark = base64.b64decode(s.watermark_data)
+        elif getattr(s, "watermark_path", ""):
+            with open(s.watermark_path, "rb") as fh:
+                watermark = fh.read()
+        return cls(watermark=watermark, **values)
+
+
+@dataclass(frozen=True)
+class Result:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    source_format: str
+    source_width: int
+    source_height: int
+
+
+@dataclass(frozen=True)
+class Context:
+    """Per-request facts every step may read."""
+
+    options: ProcessingOptions
+    config: ProcessingConfig
+    plan: Plan
+    orientation: int
+    has_alpha: bool
+    output_format: str
+
+
+def process(data: bytes, options: ProcessingOptions, chooser: FormatChooser,
+            config: ProcessingConfig = ProcessingConfig()) -> Result:
+    """Turn source bytes into the encoded result. Raises ``ProxyError`` subclasses."""
+    try:
+        return _process(data, options, chooser, config)
+    except ProxyError:
+        raise
+    except pyvips.Error as exc:
+        raise UnprocessableImage(_vips_message(exc)) from None
+
+
+def _process(data: bytes, o: ProcessingOptions, chooser: FormatChooser,
+             config: ProcessingConfig) -> Result:
+    src_format = formats.sniff(data, config.max_svg_check_bytes)
+    if src_format is None:
+        raise UnsupportedFormat("Failed to detect source image type")
+    if src_format not in formats.LOADABLE:
+        raise UnsupportedFormat(f"Source format {src_format} is not supported")
+    vector = src_format == "svg"
+    thumbnail = o.enforce_thumbnail if o.enforce_thumbnail is not None \
+        else config.enforce_thumbnail
+    header = load(data, src_format, thumbnail=thumbnail)
+    pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
+    max_frames = o.max_animation_frames or config.max_animation_frames
+    frames = min(pages, max_frames) if src_format in formats.ANIMATED else 1
+    has_alpha = header.hasalpha()
+    orientation = _orientation(header, o, config)
+    width, height = header.width, header.height
+    if orientation >= 5:
+        width, height = height, width
+    if not vector:
+        check_resolution(header.width, header.height, frames, o, config)
+    p = plan(o, width, height, o.max_result_dimension if o.max_result_dimension is not None
+             else config.max_result_dimension, vector)
+    out_w, out_h = _expected_size(p, width, height)
+    out_format = chooser.choose(src_format, has_alpha or _needs_alpha(o, p), frames > 1,
+                                out_w, out_h)
+    if out_format not in formats.SAVEABLE:
+        raise UnsupportedFormat(f"Resulting image format {out_format} is not supported")
+    animated = frames > 1 and out_format in formats.ANIMATED
+    if not animated:
+        frames = 1
+    shrink = _load_shrink(src_format, p, header.width, header.height, orientation, animated)
+    image = load(data, src_format, shrink=shrink, frames=frames, thumbnail=thumbnail)
+    ctx = Context(o, config, p, orientation, has_alpha, out_format)
+    if animated:
+        image = _process_animation(image, frames, ctx, header)
+    else:
+        image = _run_steps(image, ctx, (header.width, header.height))
+    image = finalize(image, ctx)
+    encoded = encode(image, out_format, o, config)
+    height_out = image.get("page-height") if animated else image.height
+    return Result(encoded, out_format, image.width, height_out, src_format, width, height)
+
+
+# --- load ---------------------------------------------------------------------------
+
+_LOADERS: dict[str, Callable[..., pyvips.Image]] = {
+    "jpeg": pyvips.Image.jpegload_buffer, "png": pyvips.Image.pngload_buffer,
+    "webp": pyvips.Image.webpload_buffer, "gif": pyvips.Image.gifload_buffer,
+    "avif": pyvips.Image.heifload_buffer, "heic": pyvips.Image.heifload_buffer,
+    "tiff": pyvips.Image.tiffload_buffer, "svg": pyvips.Image.svgload_buffer,
+}
+
+
+def load(data: bytes, fmt: str, shrink: float = 1.0, frames: int = 1,
+         thumbnail: bool = False) -> pyvips.Image:
+    """Open ``data`` with the loader for its sniffed format (never a guessing loader)."""
+    kwargs: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
+    if fmt == "jpeg" and shrink >= 2:
+        kwargs["shrink"] = 8 if shrink >= 8 else 4 if shrink >= 4 else 2
+    elif fmt == "webp" and shrink > 1:
+        kwargs["scale"] = 1 / shrink
+    elif fmt == "svg":
+        kwargs["scale"] = 1 / shrink
+        del kwargs["access"]
+    elif fmt in ("avif", "heic") and thumbnail:
+        kwargs["thumbnail"] = True
+    if fmt in formats.ANIMATED and frames > 1:
+        kwargs["n"] = frames
+    return _LOADERS[fmt](data, **kwargs)
+
+
+def check_resolution(width: int, height: int, frames: int, o: ProcessingOptions,
+                     config: ProcessingConfig) -> None:
+    """Refuse decompression bombs from the header, before any pixel is decoded."""
+    limit = (o.max_src_resolution or config.max_src_resolution) * 1_000_000
+    per_frame = o.max_animation_frame_resolution or config.max_animation_frame_resolution
+    if per_frame and frames > 1:
+        if width * height > per_frame * 1_000_000:
+            raise ImageTooLarge(f"Source frame is too large: {width}x{height}")
+    elif width * height * frames > limit:
+        raise ImageTooLarge(f"Source image is too large: {width}x{height}x{frames}")
+
+
+def _orientation(header: pyvips.Image, o: ProcessingOptions, config: ProcessingConfig) -> int:
+    enabled = o.auto_rotate if o.auto_rotate is not None else config.auto_rotate
+    if not enabled or not header.get_typeof("orientation"):
+        return 1
+    value = header.get("orientation")
+    return value if 1 <= value <= 8 else 1
+
+
+def _load_shrink(fmt: str, p: Plan, src_w: int, src_h: int, orientation: int,
+                 animated: bool) -> float:
+    """How much the loader may shrink while decoding (never below the needed size)."""
+    if fmt == "svg":
+        return 1 / min(p.scale)
+    if fmt not in ("jpeg", "webp") or (animated and fmt != "webp"):
+        return 1.0
+    return max(1.0, 1 / max(p.scale))
+
+
+def _expected_size(p: Plan, width: int, height: int) -> tuple[int, int]:
+    w, h = (p.crop or (width, height))
+    w, h = max(1, round(w * p.scale[0])), max(1, round(h * p.scale[1]))
+    if p.target[0]:
+        w = min(w, p.target[0])
+    if p.target[1]:
+        h = min(h, p.target[1])
+    return w, h
+
+
+def _needs_alpha(o: ProcessingOptions, p: Plan) -> bool:
+    """Transparency is expected when padding/extend adds area and no background is set."""
+    return o.background is None and (p.extend_to is not None or p.aspect_to is not None
+                                     or any(p.padding))
+
+
+# --- steps --------------------------------------------------------------------------
+
+def _run_steps(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> pyvips.Image:
+    image = to_srgb(image)
+    image = scale(image, ctx, raw_size)
+    image = image.copy_memory()  # small now; the next steps need random access
+    image = rotate_and_flip(image, ctx)
+    image = crop_user(image, ctx)
+    image = crop_to_result(image, ctx)
+    image = apply_filters(image, ctx)
+    image = extend(image, ctx)
+    image = pad(image, ctx)
+    return flatten(image, ctx)
+
+
+def _process_animation(image: pyvips.Image, frames: int, ctx: Context,
+                       header: pyvips.Image) -> pyvips.Image:
+    page_h = image.get("page-height") if image.get_typeof("page-height") else image.height
+    page_h = min(page_h, image.height // frames)
+    done = [_run_steps(image.crop(0, i * page_h, image.width, page_h), ctx,
+                       (header.width, header.height)) for i in range(frames)]
+    out = pyvips.Image.arrayjoin(done, across=1)
+    out = out.copy()
+    out.set_type(pyvips.GValue.gint_type, "page-height", done[0].height)
+    delay = list(image.get("delay")) if image.get_typeof("delay") else []
+    delay = [d or 40 for d in (delay + [40] * frames)[:frames]]
+    out.set_type(pyvips.GValue.array_int_type, "delay", delay)
+    loop = image.get("loop") if image.get_typeof("loop") else 0
+    out.set_type(pyvips.GValue.gint_type, "loop", loop)
+    return out
+
+
+def to_srgb(image: pyvips.Image) -> pyvips.Image:
+    """Colour-manage into 8-bit sRGB (CMYK, ICC-tagged, 16-bit, grey)."""
+    if image.get_typeof("icc-profile-data"):
+        with contextlib.suppress(pyvips.Error):  # a broken profile: plain conversion below
+            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
+    if image.interpretation != "srgb" or image.format != "uchar":
+        image = image.colourspace("srgb")
+        if image.format != "uchar":
+            image = image.cast("uchar")
+    return image
+
+
+def scale(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> pyvips.Image:
+    """Resize to the planned scale, counting what shrink-on-load already did."""
+    sx, sy = ctx.plan.scale
+    if ctx.orientation >= 5:
+        sx, sy = sy, sx
+    crop_factor_w = raw_size[0] / image.width
+    crop_factor_h = raw_size[1] / image.height
+    hscale, vscale = sx * crop_factor_w, sy * crop_factor_h
+    if abs(hscale - 1) < 1e-6 and abs(vscale - 1) < 1e-6:
+        return image
+    if image.hasalpha():
+        return image.premultiply().resize(hscale, vscale=vscale).unpremultiply().cast("uchar")
+    return image.resize(hscale, vscale=vscale)
+
+
+def rotate_and_flip(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    o = ctx.options
+    angle = {3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}.get(ctx.orientation, 0)
+    if angle:
+        image = image.rotate(angle) if angle not in (90, 180, 270) else \
+            {90: image.rot90, 180: image.rot180, 270: image.rot270}[angle]()
+    if ctx.orientation in (2, 4, 5, 7):
+        image = image.fliphor()
+    if o.rotate:
+        image = {90: image.rot90, 180: image.rot180, 270: image.rot270}[o.rotate]()
+    if o.flip[0]:
+        image = image.fliphor()
+    if o.flip[1]:
+        image = image.flipver()
+    if image.get_typeof("orientation"):
+        image = image.copy()
+        image.remove("orientation")
+    return image
+
+
+def crop_user(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    """The ``crop`` option, in scaled pixels (cropping after scaling is equivalent)."""
+    if ctx.plan.crop is None or ctx.options.crop is None:
+        return image
+    sx, sy = ctx.plan.scale
+    w = min(image.width, max(1, round(ctx.plan.crop[0] * sx)))
+    h = min(image.height, max(1, round(ctx.plan.crop[1] * sy)))
+    gravity = ctx.options.crop.gravity or ctx.options.gravity
+    if gravity.type not in ("fp", "sm"):  # absolute offsets are source pixels: scale them
+        gravity = replace(gravity, x=gravity.x * sx if abs(gravity.x) >= 1 else gravity.x,
+                          y=gravity.y * sy if abs(gravity.y) >= 1 else gravity.y)
+    return _crop(image, w, h, gravity, 1.0)
+
+
+def crop_to_result(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    tw, th = ctx.plan.target
+    w = min(tw, image.width) if tw else image.width
+    h = min(th, image.height) if th else image.height
+    return _crop(image, w, h, ctx.options.gravity, ctx.plan.dpr)
+
+
+def _crop(image: pyvips.Image, w: int, h: int, g: Gravity, dpr: float) -> pyvips.Image:
+    if w >= image.width and h >= image.height:
+        return image
+    if g.type == "sm":
+        return image.smartcrop(w, h, interesting="attention")
+    left, top = gravity_offset(g, (image.width, image.height), (w, h), dpr)
+    return image.crop(left, top, w, h)
+
+
+def apply_filters(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    o = ctx.options
+    if not (o.blur or o.sharpen or o.pixelate > 1):
+        return image
+    alpha = image.hasalpha()
+    if alpha:
+        image = image.premultiply()
+    if o.blur:
+        image = image.gaussblur(o.blur)
+    if o.sharpen:
+        image = image.sharpen(sigma=o.sharpen)
+    if o.pixelate > 1:
+        w, h = image.width, image.height
+        small = image.resize(1 / o.pixelate, kernel="nearest")
+        image = small.resize(o.pixelate, kernel="nearest").embed(0, 0, w, h, extend="copy")
+    if alpha:
+        image = image.unpremultiply()
+    return image.cast("uchar").copy(interpretation="srgb")
+
+
+def _canvas_background(image: pyvips.Image, o: ProcessingOptions) -> tuple[pyvips.Image, list]:
+    """An image ready to embed on transparent (no bg) or coloured background."""
+    if o.background is not None:
+        color = list(o.background)
+        return image, [*color, 255] if image.hasalpha() else color
+    if not image.hasalpha():
+        image = image.bandjoin(255)
+    return image, [0, 0, 0, 0]
+
+
+def extend(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    o, p = ctx.options, ctx.plan
+    if p.extend_to:
+        w, h = max(image.width, p.extend_to[0]), max(image.height, p.extend_to[1])
+        if (w, h) != (image.width, image.height):
+            left, top = gravity_offset(o.extend.gravity, (w, h), (image.width, image.height),
+                                       p.dpr)
+            image, bg = _canvas_background(image, o)
+            image = image.embed(left, top, w, h, background=bg)
+    if p.aspect_to:
+        ratio = p.aspect_to[0] / p.aspect_to[1]
+        w, h = image.width, image.height
+        if w / h < ratio:
+            w = round(h * ratio)
+        else:
+            h = round(w / ratio)
+        if (w, h) != (image.width, image.height):
+            left, top = gravity_offset(o.extend_ar.gravity, (w, h), (image.width, image.height),
+                                       p.dpr)
+            image, bg = _canvas_background(image, o)
+            image = image.embed(left, top, w, h, background=bg)
+    return image
+
+
+def pad(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    top, right, bottom, left = ctx.plan.padding
+    if not (top or right or bottom or left):
+        return image
+    image, bg = _canvas_background(image, ctx.options)
+    return image.embed(left, top, image.width + left + right, image.height + top + bottom,
+                       background=bg)
+
+
+def flatten(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    o = ctx.options
+    if image.hasalpha() and (o.background is not None
+                             or ctx.output_format not in formats.ALPHA):
+        return image.flatten(background=list(o.background or WHITE)).cast("uchar")
+    return image
+
+
+def finalize(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    """Drop the orientation tag; metadata is stripped by the encoder's ``keep``."""
+    if image.get_typeof("orientation"):
+        image = image.copy()
+        image.remove("orientation")
+    return image
+
+
+# --- encode -------------------------------------------------------------------------
+
+def quality_for(fmt: str, o: ProcessingOptions, config: ProcessingConfig) -> int:
+    """``q`` option > ``fq`` option > IMGPROXY_FORMAT_QUALITY > IMGPROXY_QUALITY."""
+    if o.quality:
+        return o.quality
+    for table in (o.format_quality, config.format_quality):
+        for name, q in table:
+            if name == fmt and q:
+                return q
+    return config.quality
+
+
+def encode(image: pyvips.Image, fmt: str, o: ProcessingOptions,
+           config: ProcessingConfig) -> bytes:
+    quality = quality_for(fmt, o, config)
+    strip = o.strip_metadata if o.strip_metadata is not None else config.strip_metadata
+    data = _save(image, fmt, quality, strip, config)
+    if o.max_bytes and fmt in formats.QUALITY:
+        while len(data) > o.max_bytes and quality > 10:
+            ratio = len(data) / o.max_bytes
+            factor = 0.25 if ratio > 3 else 0.5 if ratio > 1.5 else 0.75
+            quality = max(1, min(quality - 1, int(quality * factor)))
+            data = _save(image, fmt, quality, strip, config)
+    return data
+
+
+def _save(image: pyvips.Image, fmt: str, quality: int, strip: bool,
+          config: ProcessingConfig) -> bytes:
+    keep = "none" if strip else "exif:xmp:iptc:other"
+    if fmt == "jpeg":
+        return image.jpegsave_buffer(Q=quality, interlace=config.jpeg_progressive, keep=keep,
+                                     optimize_coding=True)
+    if fmt == "png":
+        return image.pngsave_buffer(interlace=config.png_interlaced, keep=keep, compression=6,
+                                    filter="none" if image.width * image.height > 1 else "all")
+    if fmt == "webp":
+        return image.webpsave_buffer(Q=quality, effort=config.webp_effort, keep=keep)
+    if fmt == "avif":
+        return image.heifsave_buffer(Q=quality, compression="av1", bitdepth=8,
+                                     effort=9 - config.avif_speed, keep=keep)
+    if fmt == "gif":
+        return image.gifsave_buffer(keep=keep)
+    if fmt == "tiff":
+        return image.tiffsave_buffer(Q=quality, compression="jpeg" if not image.hasalpha()
+                                     else "deflate", keep=keep)
+    raise UnsupportedFormat(f"Resulting image format {fmt} is not supported")
+
+
+def _vips_message(exc: pyvips.Error) -> str:
+    detail = (exc.detail or exc.message or "").strip().splitlines()
+    return detail[0][:200] if detail else "libvips error"

@@ -1,0 +1,424 @@
+"""The aiohttp application: routes, middleware, response headers, errors -> status.
+
+One image request reads top to bottom in ``ImageHandler.handle``:
+parse -> verify -> negotiate -> cache lookup -> (admit -> fetch -> process) -> respond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+import pyvips
+from aiohttp import web
+
+from . import __version__
+from .cache import ByteLRU, Outcome
+from .config import Settings
+from .errors import ExpiredURL, Forbidden, NotModified, ProxyError
+from .metrics import CONTENT_TYPE, Metrics, RequestTrace
+from .negotiate import FormatPolicy, negotiate
+from .options import ParsedPath, ParserConfig, cache_key, parse_path, split_signature
+from .processing import ProcessingConfig, Result, process
+from .processing.formats import MIME_TYPES, extension
+from .signing import Signer
+from .sources import Fetched, SourceMeta, Sources
+from .workers import WorkerPool
+
+log = logging.getLogger("vipsgate")
+access_log = logging.getLogger("vipsgate.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """A finished image with what its response headers need."""
+
+    result: Result
+    meta: SourceMeta
+    etag: str
+
+    @property
+    def size(self) -> int:
+        return len(self.result.data) + 512
+
+
+STATE: web.AppKey[State] = web.AppKey("state")
+
+
+class State:
+    """Long-lived objects of one app, created at start-up (no globals)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.signer = Signer.from_hex(settings.keys, settings.salts, settings.signature_size,
+                                      settings.trusted_signatures)
+        self.parser = ParserConfig(
+            presets=settings.preset_map(), only_presets=settings.only_presets,
+            allowed_options=frozenset(settings.allowed_processing_options) or None,
+            allow_security_options=settings.allow_security_options,
+            base_url=settings.base_url,
+            base64_url_includes_filename=settings.base64_url_includes_filename)
+        self.processing = ProcessingConfig.from_settings(settings)
+        ratio = settings.cache_max_entry_ratio
+        self.results: ByteLRU[CachedResult] = ByteLRU(settings.result_cache_bytes,
+                                                      lambda r: r.size, ratio)
+        self.originals: ByteLRU[Fetched] = ByteLRU(settings.source_cache_bytes,
+                                                   lambda f: len(f.data) + 256, ratio)
+        self.metrics = Metrics()
+        self.pool: WorkerPool | None = None
+        self.sources: Sources | None = None
+        self.draining = False
+
+
+# --- middleware -----------------------------------------------------------------------
+
+TRACE: web.RequestKey[RequestTrace] = web.RequestKey("trace") if hasattr(
+    web, "RequestKey") else "trace"  # type: ignore[assignment]
+
+
+@web.middleware
+async def trace_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """Request id, error -> status mapping (the only place), access log, metrics."""
+    state = request.app[STATE]
+    given = request.headers.get("X-Request-ID", "")
+    trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else uuid.uuid4().hex,
+                         method=request.method, path=redact(request.raw_path))
+    request[TRACE] = trace  # type: ignore[index]
+    try:
+        response = await handler(request)
+    except ProxyError as exc:
+        response = error_response(exc, state.settings)
+        trace.error = exc.category if exc.status != 304 else ""
+        if exc.status >= 500 or exc.status == 422:
+            log.warning("%s %s: %s", trace.request_id, trace.path, exc.reason)
+    except web.HTTPException as exc:
+        response = exc
+    except asyncio.CancelledError:
+        trace.status = 499
+        raise
+    except Exception:
+        log.exception("%s %s: unexpected error", trace.request_id, trace.path)
+        response = error_response(ProxyError("unexpected"), state.settings)
+        trace.error = "unexpected"
+    response.headers["X-Request-ID"] = trace.request_id
+    response.headers["Server"] = f"vipsgate/{__version__}"
+    if state.settings.allow_origin:
+        response.headers["Access-Control-Allow-Origin"] = state.settings.allow_origin
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+    trace.status = response.status
+    if isinstance(response, web.Response) and response.body is not None:
+        trace.bytes = len(response.body)  # type: ignore[arg-type]
+    if trace.format or trace.error or trace.cache:
+        state.metrics.observe(trace)
+        log_request(trace, state.settings.log_format)
+    return response
+
+
+def error_response(exc: ProxyError, settings: Settings) -> web.Response:
+    headers = dict(exc.headers)
+    if exc.status == 304:
+        return web.Response(status=304, headers=headers)
+    body = exc.public
+    if exc.status == 404 and exc.public == "Invalid URL":
+        body = f"Invalid URL: {exc.reason}" if exc.reason != exc.public else exc.public
+    if settings.error_ttl and exc.status >= 400:
+        headers["Cache-Control"] = f"public, max-age={settings.error_ttl}"
+    return web.Response(status=exc.status, text=body + "\n", headers=headers,
+                        content_type="text/plain")
+
+
+def redact(raw_path: str) -> str:
+    """The request path with its signature replaced, for logs."""
+    path = raw_path.split("?", 1)[0]
+    parts = path.split("/", 2)
+    if len(parts) == 3 and parts[1] not in ("health", "ready", "metrics", "playground", ""):
+        return f"/<sig>/{parts[2]}"
+    return path
+
+
+def log_request(trace: RequestTrace, fmt: str) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    if fmt == "json":
+        access_log.info(json.dumps({
+            "ts": round(time.time(), 3), "request_id": trace.request_id, "method": trace.method,
+            "path": trace.path, "status": trace.status, "bytes": trace.bytes,
+            "duration_ms": round(trace.duration * 1000, 2), "format": trace.format,
+            "cache": trace.cache, "source": trace.source_scheme, "error": trace.error,
+            "stages_ms": {k: round(v * 1000, 2) for k, v in trace.stages.items()},
+        }, separators=(",", ":")))
+    else:
+        access_log.info("%s %s %s %d %dB %.1fms %s %s", trace.request_id[:8], trace.method,
+                        trace.path, trace.status, trace.bytes, trace.duration * 1000,
+                        trace.cache or "-", trace.format or "-")
+
+
+# --- the image route ------------------------------------------------------------------
+
+class ImageHandler:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.settings = state.settings
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        trace: RequestTrace = request[TRACE]  # type: ignore[index]
+        self.check_client(request)
+        parsed = self.parse_and_verify(request.raw_path)
+        policy = negotiate(parsed.options.format, request.headers.get("Accept", ""),
+                           auto_webp=self.settings.auto_webp, auto_avif=self.settings.auto_avif,
+                           enforce_webp=self.settings.enforce_webp,
+                           enforce_avif=self.settings.enforce_avif)
+        trace.source_scheme = urlsplit(parsed.source).scheme
+        key = (cache_key(parsed.options), parsed.source, policy.key)
+        cached = self.state.results.get(key)
+        if cached is not None:
+            self.check_conditional(request, cached.etag, cached.meta, parsed, policy)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                entry, outcome = await self.state.results.get_or_compute(
+                    key, lambda: self.produce(parsed, policy, key, trace, request))
+        except TimeoutError:
+            from .errors import RequestTimeout
+            raise RequestTimeout(f"Request took longer than {self.settings.timeout}s") from None
+        trace.cache = outcome.value
+        trace.format = entry.result.format
+        self.check_conditional(request, entry.etag, entry.meta, parsed, policy)
+        return self.respond(entry, parsed, policy, outcome)
+
+    def check_client(self, request: web.Request) -> None:
+        s = self.settings
+        if s.secret:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {s.secret}".encode()):
+                raise Forbidden("Invalid or missing secret")
+        if s.allowed_client_cidrs:
+            try:
+                address = ipaddress.ip_address(request.remote or "")
+            except ValueError:
+                raise Forbidden("Unknown client address") from None
+            if not any(address in net for net in s.allowed_client_cidrs):
+                raise Forbidden(f"Client {address} is not allowed")
+
+    def parse_and_verify(self, raw_path: str) -> ParsedPath:
+        path = raw_path.split("?", 1)[0]
+        signature, signed = split_signature(path, self.settings.path_prefix)
+        if not self.state.signer.enabled and ":" in signature:
+            raise Forbidden("The signature appears to be a processing option; "
+                            "is the signature segment missing?")
+        if not self.state.signer.verify(signature, signed):
+            raise Forbidden("Invalid signature")
+        parsed = parse_path(signed, self.state.parser)
+        if parsed.options.expires and parsed.options.expires < time.time():
+            raise ExpiredURL("Expired URL")
+        return parsed
+
+    async def produce(self, parsed: ParsedPath, policy: FormatPolicy, key: tuple,
+                      trace: RequestTrace, request: web.Request) -> CachedResult:
+        pool, sources = self.state.pool, self.state.sources
+        assert pool is not None and sources is not None
+        sources.check(parsed.source)
+        async with pool.admit():
+            started = time.perf_counter()
+            fetched, _ = await self.state.originals.get_or_compute(
+                parsed.source, lambda: sources.fetch(parsed.source))
+            trace.stages["fetch"] = time.perf_counter() - started
+            etag = make_etag(key, fetched)
+            self.check_conditional(request, etag, fetched.meta, parsed, policy)
+            started = time.perf_counter()
+            result, waited = await pool.run(process, fetched.data, parsed.options, policy,
+                                            self.state.processing)
+            trace.stages["queue"] = waited
+            trace.stages["process"] = time.perf_counter() - started - waited
+        return CachedResult(result, fetched.meta, etag)
+
+    def check_conditional(self, request: web.Request, etag: str, meta: SourceMeta,
+                          parsed: ParsedPath, policy: FormatPolicy) -> None:
+        """Raise ``NotModified`` when the client's validators match (ETag first)."""
+        s = self.settings
+        inm = request.headers.get("If-None-Match")
+        matched = False
+        if inm is not None and s.use_etag:
+            tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+            matched = "*" in tags or etag in tags
+        elif (ims := request.headers.get("If-Modified-Since")) and s.use_last_modified \
+                and meta.last_modified:
+            try:
+                matched = parsedate_to_datetime(meta.last_modified) <= parsedate_to_datetime(ims)
+            except (TypeError, ValueError):
+                matched = False
+        if matched:
+            trace: RequestTrace = request[TRACE]  # type: ignore[index]
+            trace.cache = "304"
+            headers = self.cache_headers(parsed, policy, meta, etag)
+            raise NotModified(headers=headers)
+
+    def cache_headers(self, parsed: ParsedPath, policy: FormatPolicy, meta: SourceMeta,
+                      etag: str) -> dict[str, str]:
+        s = self.settings
+        headers: dict[str, str] = {}
+        if s.use_etag:
+            headers["ETag"] = etag
+        if s.use_last_modified and meta.last_modified:
+            headers["Last-Modified"] = meta.last_modified
+        if policy.vary:
+            headers["Vary"] = "Accept"
+        headers["Cache-Control"] = self.cache_control(parsed, meta)
+        return headers
+
+    def cache_control(self, parsed: ParsedPath, meta: SourceMeta) -> str:
+        s = self.settings
+        ttl = s.ttl
+        if parsed.options.expires:
+            ttl = max(0, min(ttl, int(parsed.options.expires - time.time())))
+        elif s.cache_control_passthrough:
+            if meta.cache_control:
+                return meta.cache_control
+            if meta.expires:
+                try:
+                    left = parsedate_to_datetime(meta.expires).timestamp() - time.time()
+                    return f"max-age={max(0, int(left))}, public"
+                except (TypeError, ValueError):
+                    pass
+        if ttl <= 0:
+            return "no-cache"
+        value = f"max-age={ttl}, public"
+        if s.cache_control_immutable:
+            value += ", immutable"
+        if s.stale_while_revalidate:
+            value += f", stale-while-revalidate={s.stale_while_revalidate}"
+        return value
+
+    def respond(self, entry: CachedResult, parsed: ParsedPath, policy: FormatPolicy,
+                outcome: Outcome) -> web.Response:
+        result = entry.result
+        headers = self.cache_headers(parsed, policy, entry.meta, entry.etag)
+        headers["Content-Disposition"] = content_disposition(parsed, result.format,
+                                                             self.settings.return_attachment)
+        headers["Content-Security-Policy"] = CSP
+        if self.settings.debug_headers:
+            headers.update({
+                "X-Cache": outcome.value, "X-Origin-Width": str(result.source_width),
+                "X-Origin-Height": str(result.source_height),
+                "X-Result-Width": str(result.width), "X-Result-Height": str(result.height),
+            })
+        return web.Response(body=result.data, headers=headers,
+                            content_type=MIME_TYPES[result.format])
+
+
+def make_etag(key: tuple, fetched: Fetched) -> str:
+    """Strong ETag from the result key and the source's validators (or its bytes)."""
+    meta = fetched.meta
+    if meta.etag or meta.last_modified:
+        validator = f"{meta.etag}|{meta.last_modified}"
+    else:
+        validator = hashlib.blake2b(fetched.data, digest_size=16).hexdigest()
+    digest = hashlib.blake2b(repr((key, validator)).encode(), digest_size=16).hexdigest()
+    return f'"{digest}"'
+
+
+def content_disposition(parsed: ParsedPath, fmt: str, attachment_default: bool) -> str:
+    o = parsed.options
+    stem = o.filename or PurePosixPath(urlsplit(parsed.source).path).stem or "image"
+    stem = stem.replace('"', "%22")
+    kind = "attachment" if (o.return_attachment if o.return_attachment is not None
+                            else attachment_default) else "inline"
+    return f'{kind}; filename="{stem}.{extension(fmt)}"'
+
+
+# --- other routes ---------------------------------------------------------------------
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the event loop answers and libvips can make a tiny image."""
+    state = request.app[STATE]
+    pool = state.pool
+    assert pool is not None
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(5):
+            await loop.run_in_executor(None, _tiny_vips_op)
+    except Exception:
+        log.exception("health check failed")
+        return web.Response(status=500, text="Error\n", headers={"Cache-Control": "no-cache"})
+    return web.Response(text="vipsgate is running\n", headers={"Cache-Control": "no-cache"})
+
+
+def _tiny_vips_op() -> None:
+    pyvips.Image.black(4, 4).write_to_memory()
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: false while draining or while the request queue is full."""
+    state = request.app[STATE]
+    pool = state.pool
+    if state.draining or pool is None or pool.full:
+        reason = "draining" if state.draining else "busy"
+        return web.Response(status=503, text=f"not ready: {reason}\n",
+                            headers={"Cache-Control": "no-cache"})
+    return web.Response(text="ready\n", headers={"Cache-Control": "no-cache"})
+
+
+async def metrics_route(request: web.Request) -> web.Response:
+    body = request.app[STATE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def landing(request: web.Request) -> web.Response:
+    return web.Response(text="vipsgate: an imgproxy-compatible image proxy. "
+                             "See https://github.com/vipsgate/vipsgate\n")
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return web.Response(status=404, text=" ")
+
+
+# --- app ------------------------------------------------------------------------------
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    """Own the long-lived resources: worker pool, sources (HTTP session, S3 client)."""
+    state = app[STATE]
+    s = state.settings
+    state.pool = WorkerPool(s.worker_count, s.requests_queue_size)
+    async with Sources(s) as sources:
+        state.sources = sources
+        try:
+            yield
+        finally:
+            state.pool.shutdown()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[trace_middleware], client_max_size=1024)
+    state = State(settings)
+    app[STATE] = state
+    app.cleanup_ctx.append(_resources)
+    handler = ImageHandler(state)
+    prefix = settings.path_prefix
+    app.router.add_get(f"{prefix}/health", health)
+    app.router.add_get(f"{prefix}/ready", ready)
+    if not settings.prometheus_bind:
+        app.router.add_get(f"{prefix}/metrics", metrics_route)
+    app.router.add_get(f"{prefix}/favicon.ico", not_found)
+    app.router.add_get(prefix + "/.well-known/{tail:.*}", not_found)
+    app.router.add_get(f"{prefix}/", landing)
+    app.router.add_get(prefix + "/{tail:.+}", handler.handle)
+    return app
+
+
+def format_date(timestamp: float) -> str:
+    return formatdate(timestamp, usegmt=True)
