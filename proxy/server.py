@@ -7,28 +7,24 @@ parse -> verify -> negotiate -> cache lookup -> (admit -> fetch -> process) -> r
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import ipaddress
-import json
 import logging
-import re
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from email.utils import formatdate, parsedate_to_datetime
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import pyvips
 from aiohttp import web
 
-from . import __version__
 from .cache import ByteLRU, Outcome
 from .config import Settings
-from .errors import ExpiredURL, Forbidden, NotModified, ProxyError
+from .errors import ExpiredURL, Forbidden, NotModified, RequestTimeout
+from .http_cache import cache_headers, conditional_match, make_etag
 from .metrics import CONTENT_TYPE, Metrics, RequestTrace
+from .middleware import METRICS, SETTINGS, TRACE, trace_middleware
 from .negotiate import FormatPolicy, negotiate
 from .options import ParsedPath, ParserConfig, cache_key, parse_path, split_signature
 from .processing import ProcessingConfig, Result, process
@@ -38,8 +34,6 @@ from .sources import Fetched, SourceMeta, Sources
 from .workers import WorkerPool
 
 log = logging.getLogger("vipsgate")
-access_log = logging.getLogger("vipsgate.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
@@ -84,91 +78,6 @@ class State:
         self.draining = False
 
 
-# --- middleware -----------------------------------------------------------------------
-
-TRACE: web.RequestKey[RequestTrace] = web.RequestKey("trace") if hasattr(
-    web, "RequestKey") else "trace"  # type: ignore[assignment]
-
-
-@web.middleware
-async def trace_middleware(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                           ) -> web.StreamResponse:
-    """Request id, error -> status mapping (the only place), access log, metrics."""
-    state = request.app[STATE]
-    given = request.headers.get("X-Request-ID", "")
-    trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else uuid.uuid4().hex,
-                         method=request.method, path=redact(request.raw_path))
-    request[TRACE] = trace  # type: ignore[index]
-    try:
-        response = await handler(request)
-    except ProxyError as exc:
-        response = error_response(exc, state.settings)
-        trace.error = exc.category if exc.status != 304 else ""
-        if exc.status >= 500 or exc.status == 422:
-            log.warning("%s %s: %s", trace.request_id, trace.path, exc.reason)
-    except web.HTTPException as exc:
-        response = exc
-    except asyncio.CancelledError:
-        trace.status = 499
-        raise
-    except Exception:
-        log.exception("%s %s: unexpected error", trace.request_id, trace.path)
-        response = error_response(ProxyError("unexpected"), state.settings)
-        trace.error = "unexpected"
-    response.headers["X-Request-ID"] = trace.request_id
-    response.headers["Server"] = f"vipsgate/{__version__}"
-    if state.settings.allow_origin:
-        response.headers["Access-Control-Allow-Origin"] = state.settings.allow_origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
-    trace.status = response.status
-    if isinstance(response, web.Response) and response.body is not None:
-        trace.bytes = len(response.body)  # type: ignore[arg-type]
-    if trace.format or trace.error or trace.cache:
-        state.metrics.observe(trace)
-        log_request(trace, state.settings.log_format)
-    return response
-
-
-def error_response(exc: ProxyError, settings: Settings) -> web.Response:
-    headers = dict(exc.headers)
-    if exc.status == 304:
-        return web.Response(status=304, headers=headers)
-    body = exc.public
-    if exc.status == 404 and exc.public == "Invalid URL":
-        body = f"Invalid URL: {exc.reason}" if exc.reason != exc.public else exc.public
-    if settings.error_ttl and exc.status >= 400:
-        headers["Cache-Control"] = f"public, max-age={settings.error_ttl}"
-    return web.Response(status=exc.status, text=body + "\n", headers=headers,
-                        content_type="text/plain")
-
-
-def redact(raw_path: str) -> str:
-    """The request path with its signature replaced, for logs."""
-    path = raw_path.split("?", 1)[0]
-    parts = path.split("/", 2)
-    if len(parts) == 3 and parts[1] not in ("health", "ready", "metrics", "playground", ""):
-        return f"/<sig>/{parts[2]}"
-    return path
-
-
-def log_request(trace: RequestTrace, fmt: str) -> None:
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    if fmt == "json":
-        access_log.info(json.dumps({
-            "ts": round(time.time(), 3), "request_id": trace.request_id, "method": trace.method,
-            "path": trace.path, "status": trace.status, "bytes": trace.bytes,
-            "duration_ms": round(trace.duration * 1000, 2), "format": trace.format,
-            "cache": trace.cache, "source": trace.source_scheme, "error": trace.error,
-            "stages_ms": {k: round(v * 1000, 2) for k, v in trace.stages.items()},
-        }, separators=(",", ":")))
-    else:
-        access_log.info("%s %s %s %d %dB %.1fms %s %s", trace.request_id[:8], trace.method,
-                        trace.path, trace.status, trace.bytes, trace.duration * 1000,
-                        trace.cache or "-", trace.format or "-")
-
-
 # --- the image route ------------------------------------------------------------------
 
 class ImageHandler:
@@ -177,7 +86,7 @@ class ImageHandler:
         self.settings = state.settings
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        trace: RequestTrace = request[TRACE]  # type: ignore[index]
+        trace = request[TRACE]
         self.check_client(request)
         parsed = self.parse_and_verify(request.raw_path)
         policy = negotiate(parsed.options.format, request.headers.get("Accept", ""),
@@ -194,7 +103,6 @@ class ImageHandler:
                 entry, outcome = await self.state.results.get_or_compute(
                     key, lambda: self.produce(parsed, policy, key, trace, request))
         except TimeoutError:
-            from .errors import RequestTimeout
             raise RequestTimeout(f"Request took longer than {self.settings.timeout}s") from None
         trace.cache = outcome.value
         trace.format = entry.result.format
@@ -249,65 +157,19 @@ class ImageHandler:
 
     def check_conditional(self, request: web.Request, etag: str, meta: SourceMeta,
                           parsed: ParsedPath, policy: FormatPolicy) -> None:
-        """Raise ``NotModified`` when the client's validators match (ETag first)."""
-        s = self.settings
-        inm = request.headers.get("If-None-Match")
-        matched = False
-        if inm is not None and s.use_etag:
-            tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
-            matched = "*" in tags or etag in tags
-        elif (ims := request.headers.get("If-Modified-Since")) and s.use_last_modified \
-                and meta.last_modified:
-            try:
-                matched = parsedate_to_datetime(meta.last_modified) <= parsedate_to_datetime(ims)
-            except (TypeError, ValueError):
-                matched = False
-        if matched:
-            trace: RequestTrace = request[TRACE]  # type: ignore[index]
-            trace.cache = "304"
-            headers = self.cache_headers(parsed, policy, meta, etag)
-            raise NotModified(headers=headers)
-
-    def cache_headers(self, parsed: ParsedPath, policy: FormatPolicy, meta: SourceMeta,
-                      etag: str) -> dict[str, str]:
-        s = self.settings
-        headers: dict[str, str] = {}
-        if s.use_etag:
-            headers["ETag"] = etag
-        if s.use_last_modified and meta.last_modified:
-            headers["Last-Modified"] = meta.last_modified
-        if policy.vary:
-            headers["Vary"] = "Accept"
-        headers["Cache-Control"] = self.cache_control(parsed, meta)
-        return headers
-
-    def cache_control(self, parsed: ParsedPath, meta: SourceMeta) -> str:
-        s = self.settings
-        ttl = s.ttl
-        if parsed.options.expires:
-            ttl = max(0, min(ttl, int(parsed.options.expires - time.time())))
-        elif s.cache_control_passthrough:
-            if meta.cache_control:
-                return meta.cache_control
-            if meta.expires:
-                try:
-                    left = parsedate_to_datetime(meta.expires).timestamp() - time.time()
-                    return f"max-age={max(0, int(left))}, public"
-                except (TypeError, ValueError):
-                    pass
-        if ttl <= 0:
-            return "no-cache"
-        value = f"max-age={ttl}, public"
-        if s.cache_control_immutable:
-            value += ", immutable"
-        if s.stale_while_revalidate:
-            value += f", stale-while-revalidate={s.stale_while_revalidate}"
-        return value
+        """Raise ``NotModified`` when the client's validators match."""
+        if conditional_match(request.headers.get("If-None-Match"),
+                             request.headers.get("If-Modified-Since"), etag,
+                             meta.last_modified, self.settings):
+            request[TRACE].cache = "304"
+            raise NotModified(headers=cache_headers(self.settings, parsed.options.expires,
+                                                    policy.vary, meta, etag))
 
     def respond(self, entry: CachedResult, parsed: ParsedPath, policy: FormatPolicy,
                 outcome: Outcome) -> web.Response:
         result = entry.result
-        headers = self.cache_headers(parsed, policy, entry.meta, entry.etag)
+        headers = cache_headers(self.settings, parsed.options.expires, policy.vary, entry.meta,
+                                entry.etag)
         headers["Content-Disposition"] = content_disposition(parsed, result.format,
                                                              self.settings.return_attachment)
         headers["Content-Security-Policy"] = CSP
@@ -319,17 +181,6 @@ class ImageHandler:
             })
         return web.Response(body=result.data, headers=headers,
                             content_type=MIME_TYPES[result.format])
-
-
-def make_etag(key: tuple, fetched: Fetched) -> str:
-    """Strong ETag from the result key and the source's validators (or its bytes)."""
-    meta = fetched.meta
-    if meta.etag or meta.last_modified:
-        validator = f"{meta.etag}|{meta.last_modified}"
-    else:
-        validator = hashlib.blake2b(fetched.data, digest_size=16).hexdigest()
-    digest = hashlib.blake2b(repr((key, validator)).encode(), digest_size=16).hexdigest()
-    return f'"{digest}"'
 
 
 def content_disposition(parsed: ParsedPath, fmt: str, attachment_default: bool) -> str:
@@ -406,6 +257,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[trace_middleware], client_max_size=1024)
     state = State(settings)
     app[STATE] = state
+    app[SETTINGS] = settings
+    app[METRICS] = state.metrics
     app.cleanup_ctx.append(_resources)
     handler = ImageHandler(state)
     prefix = settings.path_prefix
@@ -418,7 +271,3 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{prefix}/", landing)
     app.router.add_get(prefix + "/{tail:.+}", handler.handle)
     return app
-
-
-def format_date(timestamp: float) -> str:
-    return formatdate(timestamp, usegmt=True)

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import pyvips
 
 from ..errors import ImageTooLarge, ProxyError, UnprocessableImage, UnsupportedFormat
+from ..geometry import Plan, gravity_offset, plan
 from ..options import Gravity, ProcessingOptions
 from . import formats
-from .geometry import Plan, gravity_offset, plan
 
 WHITE = (255, 255, 255)
 

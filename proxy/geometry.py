@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..options import Gravity, ProcessingOptions
+from .options import Gravity, ProcessingOptions
 
 
 @dataclass(frozen=True)
