@@ -5,18 +5,38 @@ identical computation already in flight, or starts one. The computation runs
 as its own task: a client that disconnects does not cancel it for the others,
 but when the last waiter leaves before it finished, it is cancelled (work
 nobody waits for is not done). Errors are never cached.
+
+``result_key`` is the result cache's key: two URLs that mean the same thing
+(option order, aliases, explicit defaults, base64 or plain source, signature)
+get the same key; the negotiated format class is part of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import replace
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cachetools import LRUCache
 
+from .options import ProcessingOptions, cache_key
+
 T = TypeVar("T")
+
+#: options whose ``None`` means "the server's default": resolved before keying
+_DEFAULTED = ("auto_rotate", "strip_metadata", "keep_copyright", "strip_color_profile",
+              "enforce_thumbnail")
+
+
+def result_key(options: ProcessingOptions, source: str, format_key: str,
+               defaults: Any) -> tuple[str, str, str]:
+    """(canonical options, decoded source URL, format class); ``defaults`` has the
+    server-wide values of the tri-state options (a ``ProcessingConfig``)."""
+    resolved = {name: getattr(defaults, name) for name in _DEFAULTED
+                if getattr(options, name) is None}
+    return cache_key(replace(options, **resolved) if resolved else options), source, format_key
 
 
 class Outcome(StrEnum):
@@ -34,12 +54,16 @@ class _Flight(Generic[T]):
 
 
 class ByteLRU(Generic[T]):
-    """LRU bounded by the total ``sizeof`` of its values, plus in-flight coalescing."""
+    """LRU bounded by the total ``sizeof`` of its values, plus in-flight coalescing.
+
+    A value larger than ``max_entry_ratio`` of the cache is returned but not kept.
+    ``max_bytes=0`` disables storage; coalescing still works.
+    """
 
     def __init__(self, max_bytes: int, sizeof: Callable[[T], int],
                  max_entry_ratio: float = 0.125) -> None:
         self.max_bytes = max_bytes
-        self.max_entry = int(max_bytes * max_entry_ratio)
+        self.max_entry = int(max_bytes * min(max(max_entry_ratio, 0.0), 1.0))
         self._sizeof = sizeof
         self._lru: LRUCache[Hashable, T] | None = (
             LRUCache(maxsize=max_bytes, getsizeof=sizeof) if max_bytes > 0 else None)
@@ -49,18 +73,37 @@ class ByteLRU(Generic[T]):
     def current_bytes(self) -> int:
         return int(self._lru.currsize) if self._lru is not None else 0
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._flights)
+
+    def waiters(self, key: Hashable) -> int:
+        """Requests waiting on the computation of ``key`` now (0 when none runs)."""
+        flight = self._flights.get(key)
+        return flight.waiters if flight is not None else 0
+
     def __len__(self) -> int:
         return len(self._lru) if self._lru is not None else 0
 
+    def __contains__(self, key: Hashable) -> bool:
+        return self._lru is not None and key in self._lru
+
     def get(self, key: Hashable) -> T | None:
+        """The cached value (marking it recently used), or None."""
         return self._lru.get(key) if self._lru is not None else None
 
     def put(self, key: Hashable, value: T) -> None:
-        if self._lru is not None and self._sizeof(value) <= self.max_entry:
+        """Keep ``value`` unless it is larger than the per-entry limit."""
+        if self._lru is None:
+            return
+        if self._sizeof(value) <= self.max_entry:
             self._lru[key] = value
+        else:
+            self._lru.pop(key, None)  # never leave an older value for this key behind
 
     async def get_or_compute(self, key: Hashable, factory: Callable[[], Awaitable[T]]
                              ) -> tuple[T, Outcome]:
+        """The value for ``key`` and how it was obtained (hit, miss or coalesced)."""
         value = self.get(key)
         if value is not None:
             return value, Outcome.HIT
@@ -77,7 +120,8 @@ class ByteLRU(Generic[T]):
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 flight.task.cancel()  # nobody is waiting any more
-                self._flights.pop(key, None)
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
 
     async def _run(self, key: Hashable, factory: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -85,6 +129,6 @@ class ByteLRU(Generic[T]):
             self.put(key, value)
             return value
         finally:
-            if self._flights.get(key) is not None and self._flights[key].task is \
-                    asyncio.current_task():
+            flight = self._flights.get(key)
+            if flight is not None and flight.task is asyncio.current_task():
                 del self._flights[key]

@@ -48,8 +48,8 @@ def _int(minimum: int | None = None, maximum: int | None = None) -> Parser:
 def _float(minimum: float = 0.0) -> Parser:
     def parse(text: str) -> float:
         value = float(text)
-        if not value >= minimum:
-            raise ValueError(f"expected a number >= {minimum}")
+        if not (value >= minimum and value != float("inf")):
+            raise ValueError(f"expected a finite number >= {minimum}")
         return value
     return parse
 
@@ -75,6 +75,14 @@ def _hex_list(text: str) -> tuple[str, ...]:
     for item in items:
         bytes.fromhex(item)  # ValueError names the problem
     return items
+
+
+def _format_list(text: str) -> tuple[str, ...]:
+    names = tuple(FORMAT_ALIASES.get(name, name) for name in _list(text))
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}")
+    return names
 
 
 def _format_map(text: str) -> tuple[tuple[str, int], ...]:
@@ -127,7 +135,11 @@ class Settings:
     path_prefix: str = setting("", "IMGPROXY_PATH_PREFIX",
                                doc="URL prefix every route is mounted under, e.g. `/img`")
     workers: int = setting(0, "IMGPROXY_WORKERS", parse=_int(0, 1024),
-                           doc="Images processed at once (threads); 0 = number of CPUs")
+                           doc="Images processed at once per process (threads); "
+                               "0 = CPUs / processes")
+    processes: int = setting(1, "VIPSGATE_PROCESSES", parse=_int(1, 256),
+                             doc="Server processes sharing the port (SO_REUSEPORT), each with "
+                                 "its own workers and caches")
     requests_queue_size: int = setting(
         64, "IMGPROXY_REQUESTS_QUEUE_SIZE", parse=_int(0),
         doc="Requests waiting for a worker before 429 (0 = unbounded; imgproxy's default)")
@@ -136,6 +148,10 @@ class Settings:
     graceful_stop_timeout: float = setting(
         20.0, "IMGPROXY_GRACEFUL_STOP_TIMEOUT", parse=_float(0),
         doc="Seconds to finish in-flight requests after SIGTERM")
+    drain_delay: float = setting(
+        0.0, "VIPSGATE_DRAIN_DELAY", parse=_float(0),
+        doc="Seconds to keep serving after SIGTERM with /ready at 503, before the listener "
+            "closes (5 behind a Kubernetes Service)")
     secret: str = setting("", "IMGPROXY_SECRET",
                           doc="Require `Authorization: Bearer <secret>` (only your CDN knows it)")
     allowed_client_cidrs: tuple[Any, ...] = setting(
@@ -214,6 +230,9 @@ class Settings:
                                         doc="Largest output side in pixels (0 = no cap)")
     max_svg_check_bytes: int = setting(32 * 1024, "IMGPROXY_MAX_SVG_CHECK_BYTES", parse=_bytes,
                                        doc="Bytes read to recognise an SVG")
+    free_memory_interval: float = setting(
+        10.0, "IMGPROXY_FREE_MEMORY_INTERVAL", parse=_float(0),
+        doc="Seconds between returning freed memory to the OS when idle (glibc; 0 = off)")
     # processing defaults
     quality: int = setting(80, "IMGPROXY_QUALITY", parse=_int(1, 100), doc="Default quality")
     format_quality: tuple[tuple[str, int], ...] = setting(
@@ -247,7 +266,12 @@ class Settings:
                                      doc="Write progressive JPEG")
     png_interlaced: bool = setting(False, "IMGPROXY_PNG_INTERLACED", parse=_bool,
                                    doc="Write interlaced PNG")
+    skip_processing_formats: tuple[str, ...] = setting(
+        (), "IMGPROXY_SKIP_PROCESSING_FORMATS", parse=_format_list,
+        doc="Source formats returned unprocessed when no other output format is asked")
     watermark_path: str = setting("", "IMGPROXY_WATERMARK_PATH", doc="Watermark image file")
+    watermark_url: str = setting("", "IMGPROXY_WATERMARK_URL",
+                                 doc="Watermark image fetched once at start-up (any source)")
     watermark_data: str = setting("", "IMGPROXY_WATERMARK_DATA",
                                   doc="Watermark image, base64-encoded")
     watermark_opacity: float = setting(1.0, "IMGPROXY_WATERMARK_OPACITY", parse=_float(0),
@@ -265,7 +289,7 @@ class Settings:
         False, "IMGPROXY_CACHE_CONTROL_PASSTHROUGH", parse=_bool,
         doc="Copy the source's Cache-Control / Expires")
     error_ttl: int = setting(0, "VIPSGATE_ERROR_TTL", parse=_int(0),
-                             doc="max-age on 4xx/5xx answers (no Cache-Control when 0)")
+                             doc="max-age on 4xx answers except 429 (no Cache-Control when 0)")
     use_etag: bool = setting(True, "IMGPROXY_USE_ETAG", parse=_bool, doc="Send ETag, answer 304")
     use_last_modified: bool = setting(True, "IMGPROXY_USE_LAST_MODIFIED", parse=_bool,
                                       doc="Pass Last-Modified through, answer 304")
@@ -294,7 +318,7 @@ class Settings:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or (os.cpu_count() or 1)
+        return self.workers or max(1, (os.cpu_count() or 1) // self.processes)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -341,8 +365,11 @@ def _validate(s: Settings, env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"IMGPROXY_ALLOWED_PROCESSING_OPTIONS: unknown {sorted(unknown)}")
     try:
         s.preset_map()
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"IMGPROXY_PRESETS: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"IMGPROXY_PRESETS_PATH={s.presets_path!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        names = "IMGPROXY_PRESETS" + (" / IMGPROXY_PRESETS_PATH" if s.presets_path else "")
+        raise ConfigError(f"{names}: {exc}") from None
     return s
 
 

@@ -65,6 +65,12 @@ class SourceTooLarge(ProxyError):
     status, public, category = 422, "Source file is too large", "image_data_size"
 
 
+class SourceIncomplete(ProxyError):
+    """The origin's body ended before its declared length (cut connection)."""
+
+    status, public, category = 422, "Source response is incomplete", "download"
+
+
 class NotModified(ProxyError):
     """Not an error: the client's validators match. Carries the 304 headers."""
 

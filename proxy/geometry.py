@@ -1,13 +1,15 @@
 """Pure geometry: from source size and options to scale, crops and target size.
 
 No libvips here, so every resizing rule is unit-tested with plain numbers. It
-follows imgproxy's ``processing/prepare.go``: shrink factors per axis by
-resizing type, zoom, enlarge clamp, min-width/min-height, dpr, then the target
-(crop-to-result) size and the result-dimension cap.
+follows imgproxy v4's ``processing/prepare.go``: shrink factors per axis by
+resizing type, zoom, enlarge clamp, min-width/min-height, dpr (``calcScale``);
+the target, crop-to-result and extend-aspect-ratio sizes (``calcSizes``); then
+the result-dimension cap (``limitScale``). Sizes round like Go's ``math.Round``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .options import Gravity, ProcessingOptions
@@ -15,15 +17,25 @@ from .options import Gravity, ProcessingOptions
 
 @dataclass(frozen=True)
 class Plan:
-    """What the pipeline does to an image of ``src`` size (after EXIF rotation)."""
+    """What the pipeline does to an image of ``src`` size (after all rotation)."""
 
     crop: tuple[int, int] | None  # user crop in source pixels (before scaling)
     scale: tuple[float, float]  # x and y scale applied to the (cropped) source
     target: tuple[int, int]  # crop-to-result size; 0 = no crop on that axis
     extend_to: tuple[int, int] | None  # pad to this size (extend)
-    aspect_to: tuple[int, int] | None  # pad to this aspect ratio (extend_aspect_ratio)
+    aspect_to: tuple[int, int] | None  # pad to this size (extend_aspect_ratio)
     padding: tuple[int, int, int, int]  # top, right, bottom, left in output pixels
     dpr: float  # the effective device pixel ratio (for offsets)
+
+
+def go_round(value: float) -> int:
+    """Go's ``math.Round``: halves away from zero (Python's ``round`` rounds to even)."""
+    return math.floor(abs(value) + 0.5) * (1 if value >= 0 else -1)
+
+
+def _scale(size: int, factor: float) -> int:
+    """imgproxy's ``imath.Scale``."""
+    return go_round(size * factor)
 
 
 def crop_size(full: int, requested: float) -> int:
@@ -32,7 +44,7 @@ def crop_size(full: int, requested: float) -> int:
         return full
     if requested >= 1:
         return min(full, int(requested))
-    return max(1, round(full * requested))
+    return max(1, _scale(full, requested))
 
 
 def resolved_type(o: ProcessingOptions, src_w: int, src_h: int) -> str:
@@ -81,51 +93,72 @@ def calc_scale(o: ProcessingOptions, src_w: int, src_h: int, vector: bool = Fals
     return 1 / wshrink, 1 / hshrink, dpr
 
 
+@dataclass(frozen=True)
+class _Sizes:
+    target: tuple[int, int]  # requested size x dpr x zoom (extend pads to it)
+    scaled: tuple[int, int]  # the source after scaling
+    result_crop: tuple[int, int]  # crop-to-result size
+    aspect: tuple[int, int] | None  # extend_aspect_ratio size
+
+
+def _sizes(o: ProcessingOptions, w: int, h: int, sx: float, sy: float, dpr: float) -> _Sizes:
+    """imgproxy's ``calcSizes``."""
+    target = (_scale(o.width, dpr * o.zoom[0]), _scale(o.height, dpr * o.zoom[1]))
+    scaled = (_scale(w, sx), _scale(h, sy))
+    result_crop = target
+    if o.resizing_type == "fill-down" and not o.enlarge and scaled[0] and scaled[1]:
+        diff_w, diff_h = target[0] / scaled[0], target[1] / scaled[1]
+        if diff_w > diff_h and diff_w > 1:
+            result_crop = (scaled[0], _scale(scaled[0], target[1] / target[0]))
+        elif diff_h > diff_w and diff_h > 1:
+            result_crop = (_scale(scaled[1], target[0] / target[1]), scaled[1])
+    aspect = None
+    if o.extend_ar.enabled and target[0] > 0 and target[1] > 0:
+        out_w = _min_non_zero(scaled[0], result_crop[0])
+        out_h = _min_non_zero(scaled[1], result_crop[1])
+        diff_w, diff_h = target[0] / out_w, target[1] / out_h
+        if diff_h > diff_w:
+            aspect = (out_w, _scale(out_w, target[1] / target[0]))
+        elif diff_w > diff_h:
+            aspect = (_scale(out_h, target[0] / target[1]), out_h)
+    return _Sizes(target, scaled, result_crop, aspect)
+
+
+def _min_non_zero(a: int, b: int) -> int:
+    return min(a, b) if a and b else a or b
+
+
 def plan(o: ProcessingOptions, src_w: int, src_h: int, max_dimension: int = 0,
          vector: bool = False) -> Plan:
-    """The whole geometry for one frame of ``src_w x src_h`` (EXIF rotation applied)."""
+    """The whole geometry for one frame of ``src_w x src_h`` (all rotation applied).
+
+    Follows imgproxy v4 ``prepare``: calcScale, calcSizes, then limitScale for
+    the result-dimension cap.
+    """
     crop = None
     if o.crop is not None:
         crop = (crop_size(src_w, o.crop.width), crop_size(src_h, o.crop.height))
         src_w, src_h = crop
     sx, sy, dpr = calc_scale(o, src_w, src_h, vector)
-    target = (round(o.width * dpr * o.zoom[0]), round(o.height * dpr * o.zoom[1]))
-    if resolved_type(o, src_w, src_h) == "fill-down" and not o.enlarge:
-        target = _fill_down_target(target, src_w * sx, src_h * sy)
-    padding = tuple(round(p * dpr) for p in o.padding)
-    extend_to = target if o.extend.enabled else None
-    aspect_to = target if o.extend_ar.enabled and o.width and o.height else None
+    sizes = _sizes(o, src_w, src_h, sx, sy, dpr)
     if max_dimension:
-        out_w, out_h = _result_size(src_w * sx, src_h * sy, target, extend_to, padding)
-        factor = max_dimension / max(out_w, out_h, 1)
-        if factor < 1:
-            sx, sy = sx * factor, sy * factor
-            target = (int(target[0] * factor), int(target[1] * factor))
-            extend_to = target if extend_to else None
-            aspect_to = target if aspect_to else None
-            padding = tuple(int(p * factor) for p in padding)
+        out_w = _min_non_zero(sizes.scaled[0], sizes.result_crop[0])
+        out_h = _min_non_zero(sizes.scaled[1], sizes.result_crop[1])
+        if o.extend.enabled:
+            out_w, out_h = max(out_w, sizes.target[0]), max(out_h, sizes.target[1])
+        elif sizes.aspect:
+            out_w, out_h = max(out_w, sizes.aspect[0]), max(out_h, sizes.aspect[1])
+        top, right, bottom, left = (round(p * dpr) for p in o.padding)
+        out_w, out_h = out_w + left + right, out_h + top + bottom
+        if out_w > max_dimension or out_h > max_dimension:
+            factor = max_dimension / max(out_w, out_h)
+            sx, sy = max(sx * factor, 1 / src_w), max(sy * factor, 1 / src_h)
             dpr *= factor
-    return Plan(crop, (sx, sy), target, extend_to, aspect_to, padding, dpr)  # type: ignore[arg-type]
-
-
-def _fill_down_target(target: tuple[int, int], w: float, h: float) -> tuple[int, int]:
-    tw, th = target
-    if not tw or not th or (w >= tw and h >= th):
-        return target
-    ratio = min(w / tw, h / th)
-    return max(1, round(tw * ratio)), max(1, round(th * ratio))
-
-
-def _result_size(w: float, h: float, target: tuple[int, int],
-                 extend_to: tuple[int, int] | None,
-                 padding: tuple[int, ...]) -> tuple[float, float]:
-    if target[0]:
-        w = min(w, target[0])
-    if target[1]:
-        h = min(h, target[1])
-    if extend_to:
-        w, h = max(w, extend_to[0]), max(h, extend_to[1])
-    return w + padding[1] + padding[3], h + padding[0] + padding[2]
+            sizes = _sizes(o, src_w, src_h, sx, sy, dpr)
+    padding = tuple(round(p * dpr) for p in o.padding)  # Go's ScaleToEven rounds half to even
+    extend_to = sizes.target if o.extend.enabled else None
+    return Plan(crop, (sx, sy), sizes.result_crop, extend_to, sizes.aspect,
+                padding, dpr)  # type: ignore[arg-type]
 
 
 def gravity_offset(g: Gravity, outer: tuple[int, int], inner: tuple[int, int],
@@ -146,3 +179,25 @@ def gravity_offset(g: Gravity, outer: tuple[int, int], inner: tuple[int, int],
         top = oy if t.startswith("no") else (oh - ih - oy) if t.startswith("so") else cy + oy
         left, top = round(left), round(top)
     return max(0, min(left, ow - iw)), max(0, min(top, oh - ih))
+
+
+def scaled_size(p: Plan, src_w: int, src_h: int) -> tuple[int, int]:
+    """Size after the user crop and the scale, before cropping to the target."""
+    w, h = p.crop or (src_w, src_h)
+    return max(1, _scale(w, p.scale[0])), max(1, _scale(h, p.scale[1]))
+
+
+def result_size(p: Plan, src_w: int, src_h: int) -> tuple[int, int]:
+    """The output size the pipeline produces for ``p`` (crop, extend, aspect, padding)."""
+    w, h = scaled_size(p, src_w, src_h)
+    if p.target[0]:
+        w = min(w, p.target[0])
+    if p.target[1]:
+        h = min(h, p.target[1])
+    if p.extend_to:
+        w, h = max(w, p.extend_to[0]), max(h, p.extend_to[1])
+    if p.aspect_to:
+        w, h = max(w, p.aspect_to[0]), max(h, p.aspect_to[1])
+    top, right, bottom, left = p.padding
+    return w + left + right, h + top + bottom
+

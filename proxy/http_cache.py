@@ -1,44 +1,79 @@
-"""HTTP caching semantics: ETag, conditional requests (304), Cache-Control, Vary."""
+"""HTTP caching semantics (RFC 9110/9111): ETag, conditional requests, Cache-Control, Vary."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+from collections.abc import Mapping, MutableMapping
 from email.utils import parsedate_to_datetime
 
+import pyvips
+
+from . import __version__
 from .config import Settings
 from .sources import Fetched, SourceMeta
 
+_ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
 
-def make_etag(key: tuple, fetched: Fetched) -> str:
-    """Strong ETag from the result key and the source's validators (or its bytes)."""
+
+def config_fingerprint(processing: object) -> str:
+    """Digest of what changes the output bytes besides the key: processing settings,
+    vipsgate and libvips versions. Part of every ETag."""
+    versions = (__version__, *(pyvips.version(i) for i in range(3)))
+    return hashlib.blake2b(repr((processing, versions)).encode(), digest_size=8).hexdigest()
+
+
+def make_etag(key: tuple, fetched: Fetched, fingerprint: str = "") -> str:
+    """Strong ETag from the result key (format class included), the server fingerprint
+    and the source's validators (or, when it has none, its bytes)."""
     meta = fetched.meta
     if meta.etag or meta.last_modified:
         validator = f"{meta.etag}|{meta.last_modified}"
     else:
         validator = hashlib.blake2b(fetched.data, digest_size=16).hexdigest()
-    digest = hashlib.blake2b(repr((key, validator)).encode(), digest_size=16).hexdigest()
-    return f'"{digest}"'
+    text = repr((key, fingerprint, validator)).encode()
+    return f'"{hashlib.blake2b(text, digest_size=16).hexdigest()}"'
+
+
+def entity_tags(header: str) -> set[str]:
+    """The opaque tags of an If-None-Match value, ``W/`` dropped (weak comparison);
+    ``{"*"}`` for the wildcard."""
+    if header.strip() == "*":
+        return {"*"}
+    return set(_ENTITY_TAG.findall(header))
+
+
+def is_conditional(headers: Mapping[str, str], settings: Settings) -> bool:
+    """Whether the request carries a validator this server evaluates."""
+    if "If-None-Match" in headers:
+        return settings.use_etag
+    return "If-Modified-Since" in headers and settings.use_last_modified
 
 
 def conditional_match(if_none_match: str | None, if_modified_since: str | None, etag: str,
                       last_modified: str | None, settings: Settings) -> bool:
-    """RFC 9110 order: If-None-Match decides when present, else If-Modified-Since."""
+    """True when a GET/HEAD should be answered 304 (RFC 9110 §13.2.2).
+
+    If-None-Match decides when present (weak comparison, ``*`` matches); only
+    without it is If-Modified-Since evaluated against Last-Modified.
+    """
     if if_none_match is not None:
         if not settings.use_etag:
             return False
-        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-        return "*" in tags or etag in tags
+        tags = entity_tags(if_none_match)
+        return "*" in tags or etag.removeprefix("W/") in tags
     if if_modified_since and settings.use_last_modified and last_modified:
         try:
             return parsedate_to_datetime(last_modified) <= parsedate_to_datetime(if_modified_since)
         except (TypeError, ValueError):
-            return False
+            return False  # invalid date, or naive vs aware: ignore the header
     return False
 
 
 def cache_control(settings: Settings, expires: int, meta: SourceMeta) -> str:
-    """Cache-Control for a successful answer (exp option, passthrough, TTL)."""
+    """Cache-Control of a successful answer, imgproxy's order: ``exp`` option caps
+    the TTL, else the source's headers (passthrough), else the TTL."""
     s = settings
     ttl = s.ttl
     if expires:
@@ -62,15 +97,26 @@ def cache_control(settings: Settings, expires: int, meta: SourceMeta) -> str:
     return value
 
 
+def add_vary(headers: MutableMapping[str, str], *names: str) -> None:
+    """Merge ``names`` into the Vary header (case-insensitive, no duplicates)."""
+    current = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
+    if "*" in current:
+        return
+    seen = {v.lower() for v in current}
+    current += [n for n in names if n.lower() not in seen]
+    if current:
+        headers["Vary"] = ", ".join(current)
+
+
 def cache_headers(settings: Settings, expires: int, vary: bool, meta: SourceMeta,
                   etag: str) -> dict[str, str]:
-    """Validators and caching headers shared by 200 and 304 answers."""
+    """Validators and caching headers, the same on 200 and 304 answers."""
     headers: dict[str, str] = {}
     if settings.use_etag:
         headers["ETag"] = etag
     if settings.use_last_modified and meta.last_modified:
         headers["Last-Modified"] = meta.last_modified
     if vary:
-        headers["Vary"] = "Accept"
+        add_vary(headers, "Accept")
     headers["Cache-Control"] = cache_control(settings, expires, meta)
     return headers

@@ -1,4 +1,9 @@
-"""Middleware: request ids, the one error -> HTTP status mapping, access log, metrics."""
+"""Middleware: request ids, the one error -> HTTP status mapping, access log, metrics.
+
+Every image request gets one access-log line (JSON with ``VIPSGATE_LOG_FORMAT=json``,
+a short human line otherwise) and one ``Metrics.observe``; the error's cause is in
+that line, so it is logged once. Probes (/health, /ready, /metrics) are not logged.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import asyncio
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -20,10 +27,12 @@ from .metrics import Metrics, RequestTrace
 log = logging.getLogger("vipsgate")
 access_log = logging.getLogger("vipsgate.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+IMAGE_ROUTE = "image"  # name of the image route: the requests that are logged and counted
 
 TRACE: web.RequestKey[RequestTrace] = web.RequestKey("trace")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+
 
 @web.middleware
 async def trace_middleware(request: web.Request,
@@ -32,36 +41,58 @@ async def trace_middleware(request: web.Request,
     """Request id, error -> status mapping (the only place), access log, metrics."""
     settings, metrics = request.app[SETTINGS], request.app[METRICS]
     given = request.headers.get("X-Request-ID", "")
+    image = request.match_info.route.name == IMAGE_ROUTE
     trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else uuid.uuid4().hex,
-                         method=request.method, path=redact(request.raw_path))
+                         method=request.method,
+                         path=redact(request.raw_path, settings.path_prefix, image))
     request[TRACE] = trace
+    if image:
+        metrics.in_flight += 1
     try:
-        response = await handler(request)
-    except ProxyError as exc:
-        response = error_response(exc, settings)
-        trace.error = exc.category if exc.status != 304 else ""
-        if exc.status >= 500 or exc.status == 422:
-            log.warning("%s %s: %s", trace.request_id, trace.path, exc.reason)
-    except web.HTTPException as exc:
-        response = exc
+        response = await _handle(request, handler, trace, settings)
     except asyncio.CancelledError:
-        trace.status = 499
+        trace.status = 499  # the client went away (or shutdown timed out)
+        trace.error = "cancelled"
         raise
-    except Exception:
-        log.exception("%s %s: unexpected error", trace.request_id, trace.path)
-        response = error_response(ProxyError("unexpected"), settings)
-        trace.error = "unexpected"
+    finally:
+        trace.finish()
+        if image:
+            metrics.in_flight -= 1
+            metrics.observe(trace)
+            log_request(trace, settings.log_format)
     response.headers["X-Request-ID"] = trace.request_id
     response.headers["Server"] = f"vipsgate/{__version__}"
     if settings.allow_origin:
         response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
         response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+    live = metrics.live
+    if live is not None and live.draining:
+        response.force_close()  # keep-alive clients reconnect to another instance
+    return response
+
+
+async def _handle(request: web.Request,
+                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                  trace: RequestTrace, settings: Settings) -> web.StreamResponse:
+    """Run ``handler``; turn its exception into a response and record the outcome."""
+    try:
+        response = await handler(request)
+    except ProxyError as exc:
+        response = error_response(exc, settings)
+        if exc.status != 304:
+            trace.error, trace.reason = exc.category, exc.reason
+    except web.HTTPException as exc:
+        response = exc
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("unexpected error", extra={"request_id": trace.request_id,
+                                                 "path": trace.path})
+        response = error_response(ProxyError("unexpected"), settings)
+        trace.error, trace.reason = "unexpected", f"{type(exc).__name__}: {exc}"[:300]
     trace.status = response.status
     if isinstance(response, web.Response) and response.body is not None:
         trace.bytes = len(response.body)  # type: ignore[arg-type]
-    if trace.format or trace.error or trace.cache:
-        metrics.observe(trace)
-        log_request(trace, settings.log_format)
     return response
 
 
@@ -72,33 +103,86 @@ def error_response(exc: ProxyError, settings: Settings) -> web.Response:
     body = exc.public
     if exc.status == 404 and exc.public == "Invalid URL":
         body = f"Invalid URL: {exc.reason}" if exc.reason != exc.public else exc.public
-    if settings.error_ttl and exc.status >= 400:
+    if settings.error_ttl and 400 <= exc.status < 500 and exc.status != 429:
+        # a short max-age for permanent client errors only: never cache overload or outages
         headers["Cache-Control"] = f"public, max-age={settings.error_ttl}"
     return web.Response(status=exc.status, text=body + "\n", headers=headers,
                         content_type="text/plain")
 
 
-def redact(raw_path: str) -> str:
-    """The request path with its signature replaced, for logs."""
+def redact(raw_path: str, prefix: str = "", signed: bool = True) -> str:
+    """The request path without its query and, for image URLs, with the signature
+    replaced by ``<sig>``: logs never carry a signature that could be replayed."""
     path = raw_path.split("?", 1)[0]
-    parts = path.split("/", 2)
-    if len(parts) == 3 and parts[1] not in ("health", "ready", "metrics", "playground", ""):
-        return f"/<sig>/{parts[2]}"
-    return path
+    if not signed:
+        return path
+    rest = path[len(prefix):] if prefix and path.startswith(prefix) else path
+    _, _, after = rest.lstrip("/").partition("/")
+    return f"{prefix}/<sig>/{after}" if after else f"{prefix}/<sig>"
 
+
+# --- logging ----------------------------------------------------------------------------
 
 def log_request(trace: RequestTrace, fmt: str) -> None:
+    """One access-log line for ``trace``: its fields go along as ``record.fields``."""
     if not access_log.isEnabledFor(logging.INFO):
         return
+    fields = access_fields(trace)
     if fmt == "json":
-        access_log.info(json.dumps({
-            "ts": round(time.time(), 3), "request_id": trace.request_id, "method": trace.method,
-            "path": trace.path, "status": trace.status, "bytes": trace.bytes,
-            "duration_ms": round(trace.duration * 1000, 2), "format": trace.format,
-            "cache": trace.cache, "source": trace.source_scheme, "error": trace.error,
-            "stages_ms": {k: round(v * 1000, 2) for k, v in trace.stages.items()},
-        }, separators=(",", ":")))
-    else:
-        access_log.info("%s %s %s %d %dB %.1fms %s %s", trace.request_id[:8], trace.method,
-                        trace.path, trace.status, trace.bytes, trace.duration * 1000,
-                        trace.cache or "-", trace.format or "-")
+        access_log.info("request", extra={"fields": fields})
+        return
+    stages = " ".join(f"{k}={v}ms" for k, v in fields["stages_ms"].items())
+    access_log.info("%s %s %s %d %dB %.1fms cache=%s %s%s%s", trace.request_id[:12],
+                    trace.method, trace.path, trace.status, trace.bytes,
+                    fields["duration_ms"], trace.cache or "-", trace.format or "-",
+                    f" {stages}" if stages else "",
+                    f" error={trace.error}: {trace.reason}" if trace.error else "",
+                    extra={"fields": fields})
+
+
+def access_fields(trace: RequestTrace) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "request_id": trace.request_id, "method": trace.method, "path": trace.path,
+        "status": trace.status, "bytes": trace.bytes,
+        "duration_ms": round(trace.duration * 1000, 2),
+        "stages_ms": {k: round(v * 1000, 2) for k, v in trace.stages.items()},
+        "cache": trace.cache, "source_cache": trace.source_cache,
+        "source": trace.source_scheme, "format": trace.format,
+    }
+    if trace.error:
+        fields["error"], fields["reason"] = trace.error, trace.reason
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, plus a record's ``fields``,
+    ``request_id`` and ``path`` extras, and ``exc`` for a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                  + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "path"):
+            if hasattr(record, key):
+                line[key] = getattr(record, key)
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, separators=(",", ":"), default=str)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Root logging to stderr: JSON lines, or ``time level logger: message`` text."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # libvips' own chatter ("VIPS: reducev: ...") arrives at INFO through pyvips
+    logging.getLogger("pyvips").setLevel("DEBUG" if level == "debug" else "WARNING")

@@ -41,7 +41,9 @@ def modern_formats(accept: str, webp: bool, avif: bool) -> tuple[str, ...]:
     """
     types = accepted_types(accept) if accept else {}
     enabled = {"avif": avif, "webp": webp}
-    return tuple(f for f in _MODERN if enabled[f] and types.get(f"image/{f}", 0.0) > 0)
+    usable = [f for f in _MODERN if enabled[f] and types.get(f"image/{f}", 0.0) > 0]
+    # the client's q-values order them; equal q-values keep our order (AVIF first)
+    return tuple(sorted(usable, key=lambda f: -types[f"image/{f}"]))
 
 
 @dataclass(frozen=True)

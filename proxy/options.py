@@ -31,6 +31,7 @@ FORMATS = ("jpeg", "png", "webp", "avif", "gif", "ico", "svg", "heic", "bmp", "t
 FORMAT_ALIASES = {"jpg": "jpeg"}
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PLAIN_SEGMENT = re.compile(r"(?:^|/)plain/")  # the ``plain`` segment that starts a source
 
 
 @dataclass(frozen=True)
@@ -449,11 +450,11 @@ def split_signature(raw_path: str, prefix: str = "") -> tuple[str, str]:
 
 def normalize_path(rest: str) -> str:
     """imgproxy's denormalisation: ``%3A`` -> ``:`` in options, ``s:/x`` -> ``s://x`` in plain."""
-    head, marker, tail = rest.partition("plain/")
-    if marker and (not head or head.endswith("/")):
-        head = re.sub("%3[Aa]", ":", head)
+    match = _PLAIN_SEGMENT.search(rest)
+    if match:
+        head, tail = rest[:match.end()], rest[match.end():]
         tail = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", _fix_scheme, tail, count=1)
-        return head + marker + tail
+        return re.sub("%3[Aa]", ":", head) + tail
     return re.sub("%3[Aa]", ":", rest)
 
 
@@ -478,7 +479,7 @@ def parse_path(path: str, config: ParserConfig = ParserConfig()) -> ParsedPath:
             _apply_segment(values, segments[index], config, used, from_url=True)
             index += 1
         if index == 0 and segments[0] in RESIZING_TYPES:
-            raise InvalidURL("Invalid URL: deprecated basic URL format")
+            raise InvalidURL("deprecated basic URL format")
         source_segments = segments[index:]
     source, extension = _parse_source(source_segments, config)
     if extension:
@@ -518,14 +519,14 @@ def _apply_preset(values: Fields, name: str, config: ParserConfig, used: list[st
 
 def _parse_source(segments: list[str], config: ParserConfig) -> tuple[str, str]:
     if not segments or not any(segments):
-        raise InvalidURL("Invalid URL: no source")
+        raise InvalidURL("no source URL")
     if segments[0] == "plain":
         joined = "/".join(segments[1:])
         parts = joined.split("@")
         if len(parts) > 2:
             raise InvalidURL("Multiple formats are specified")
         if _BAD_ESCAPE.search(parts[0]):
-            raise InvalidURL("Invalid URL escaping")
+            raise InvalidURL("Invalid escaping in source URL")
         source, extension = unquote(parts[0], errors="strict"), parts[1] if len(parts) > 1 else ""
     else:
         if config.base64_url_includes_filename and len(segments) > 1:
@@ -535,12 +536,13 @@ def _parse_source(segments: list[str], config: ParserConfig) -> tuple[str, str]:
             raise InvalidURL("Multiple formats are specified")
         encoded = parts[0].rstrip("=")
         try:
-            source = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            source = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_",
+                                      validate=True).decode()
         except (binascii.Error, ValueError):
             raise InvalidURL("Invalid url encoding") from None
         extension = parts[1] if len(parts) > 1 else ""
     if not source:
-        raise InvalidURL("Invalid URL: empty source")
+        raise InvalidURL("empty source URL")
     if config.base_url and not source.startswith(config.base_url):
         source = config.base_url + source
     return source, extension

@@ -19,16 +19,24 @@ from urllib.parse import urlsplit
 import pyvips
 from aiohttp import web
 
-from .cache import ByteLRU, Outcome
+from . import memory
+from .cache import ByteLRU, Outcome, result_key
 from .config import Settings
-from .errors import ExpiredURL, Forbidden, NotModified, RequestTimeout
-from .http_cache import cache_headers, conditional_match, make_etag
+from .errors import ConfigError, ExpiredURL, Forbidden, NotModified, ProxyError, RequestTimeout
+from .http_cache import (
+    cache_headers,
+    conditional_match,
+    config_fingerprint,
+    is_conditional,
+    make_etag,
+)
 from .metrics import CONTENT_TYPE, Metrics, RequestTrace
-from .middleware import METRICS, SETTINGS, TRACE, trace_middleware
+from .middleware import IMAGE_ROUTE, METRICS, SETTINGS, TRACE, trace_middleware
 from .negotiate import FormatPolicy, negotiate
-from .options import ParsedPath, ParserConfig, cache_key, parse_path, split_signature
+from .options import ParsedPath, ParserConfig, parse_path, split_signature
 from .processing import ProcessingConfig, Result, process
 from .processing.formats import MIME_TYPES, extension
+from .processing.pipeline import raw
 from .signing import Signer
 from .sources import Fetched, SourceMeta, Sources
 from .workers import WorkerPool
@@ -67,6 +75,7 @@ class State:
             base_url=settings.base_url,
             base64_url_includes_filename=settings.base64_url_includes_filename)
         self.processing = ProcessingConfig.from_settings(settings)
+        self.fingerprint = config_fingerprint(self.processing)  # part of every ETag
         ratio = settings.cache_max_entry_ratio
         self.results: ByteLRU[CachedResult] = ByteLRU(settings.result_cache_bytes,
                                                       lambda r: r.size, ratio)
@@ -75,7 +84,8 @@ class State:
         self.metrics = Metrics()
         self.pool: WorkerPool | None = None
         self.sources: Sources | None = None
-        self.draining = False
+        self.draining = False  # set on SIGTERM: /ready answers 503
+        self.metrics.watch(self)  # caches, queue and workers are read at scrape time
 
 
 # --- the image route ------------------------------------------------------------------
@@ -94,14 +104,12 @@ class ImageHandler:
                            enforce_webp=self.settings.enforce_webp,
                            enforce_avif=self.settings.enforce_avif)
         trace.source_scheme = urlsplit(parsed.source).scheme
-        key = (cache_key(parsed.options), parsed.source, policy.key)
-        cached = self.state.results.get(key)
-        if cached is not None:
-            self.check_conditional(request, cached.etag, cached.meta, parsed, policy)
+        key = result_key(parsed.options, parsed.source, policy.key, self.state.processing)
         try:
             async with asyncio.timeout(self.settings.timeout):
+                fetched = await self.revalidate(request, parsed, policy, key, trace)
                 entry, outcome = await self.state.results.get_or_compute(
-                    key, lambda: self.produce(parsed, policy, key, trace, request))
+                    key, lambda: self.produce(parsed, policy, key, trace, fetched))
         except TimeoutError:
             raise RequestTimeout(f"Request took longer than {self.settings.timeout}s") from None
         trace.cache = outcome.value
@@ -136,18 +144,57 @@ class ImageHandler:
             raise ExpiredURL("Expired URL")
         return parsed
 
+    async def revalidate(self, request: web.Request, parsed: ParsedPath, policy: FormatPolicy,
+                         key: tuple, trace: RequestTrace) -> Fetched | None:
+        """Raise ``NotModified`` before any processing when the validators match: those
+        of the cached result, else of the (cached or fetched) source. Returns the
+        source when it had to be fetched, so the result job reuses it."""
+        cached = self.state.results.get(key)
+        if cached is not None:
+            trace.cache = Outcome.HIT.value
+            self.check_conditional(request, cached.etag, cached.meta, parsed, policy)
+            return None
+        if not is_conditional(request.headers, self.settings):
+            return None
+        fetched = self.state.originals.get(parsed.source)
+        if fetched is not None:
+            trace.source_cache = Outcome.HIT.value
+        else:
+            pool, sources = self.state.pool, self.state.sources
+            assert pool is not None and sources is not None
+            sources.check(parsed.source)
+            async with pool.admit():
+                fetched = await self.fetch(parsed, trace)
+        self.check_conditional(request, make_etag(key, fetched, self.state.fingerprint),
+                               fetched.meta, parsed, policy)
+        return fetched
+
+    async def fetch(self, parsed: ParsedPath, trace: RequestTrace) -> Fetched:
+        """The source bytes, through the originals cache (coalesced); checked before."""
+        sources = self.state.sources
+        assert sources is not None
+        started = time.perf_counter()
+        fetched, outcome = await self.state.originals.get_or_compute(
+            parsed.source, lambda: sources.fetch(parsed.source))
+        trace.stages["fetch"] = time.perf_counter() - started
+        trace.source_cache, trace.source_bytes = outcome.value, len(fetched.data)
+        return fetched
+
     async def produce(self, parsed: ParsedPath, policy: FormatPolicy, key: tuple,
-                      trace: RequestTrace, request: web.Request) -> CachedResult:
+                      trace: RequestTrace, fetched: Fetched | None = None) -> CachedResult:
+        """The shared job behind one result key: fetch (unless given) and process.
+        It must not depend on any one client's request: its waiters share the outcome."""
         pool, sources = self.state.pool, self.state.sources
         assert pool is not None and sources is not None
         sources.check(parsed.source)
+        if parsed.options.raw:  # the source as is: no worker slot, only the size limits
+            fetched = fetched or await self.fetch(parsed, trace)
+            return CachedResult(raw(fetched.data, self.state.processing), fetched.meta,
+                                make_etag(key, fetched, self.state.fingerprint))
         async with pool.admit():
-            started = time.perf_counter()
-            fetched, _ = await self.state.originals.get_or_compute(
-                parsed.source, lambda: sources.fetch(parsed.source))
-            trace.stages["fetch"] = time.perf_counter() - started
-            etag = make_etag(key, fetched)
-            self.check_conditional(request, etag, fetched.meta, parsed, policy)
+            if fetched is None:
+                fetched = await self.fetch(parsed, trace)
+            etag = make_etag(key, fetched, self.state.fingerprint)
             started = time.perf_counter()
             result, waited = await pool.run(process, fetched.data, parsed.options, policy,
                                             self.state.processing)
@@ -161,7 +208,6 @@ class ImageHandler:
         if conditional_match(request.headers.get("If-None-Match"),
                              request.headers.get("If-Modified-Since"), etag,
                              meta.last_modified, self.settings):
-            request[TRACE].cache = "304"
             raise NotModified(headers=cache_headers(self.settings, parsed.options.expires,
                                                     policy.vary, meta, etag))
 
@@ -180,16 +226,19 @@ class ImageHandler:
                 "X-Result-Width": str(result.width), "X-Result-Height": str(result.height),
             })
         return web.Response(body=result.data, headers=headers,
-                            content_type=MIME_TYPES[result.format])
+                            content_type=MIME_TYPES.get(result.format,
+                                                        "application/octet-stream"))
 
 
 def content_disposition(parsed: ParsedPath, fmt: str, attachment_default: bool) -> str:
     o = parsed.options
-    stem = o.filename or PurePosixPath(urlsplit(parsed.source).path).stem or "image"
+    source_path = PurePosixPath(urlsplit(parsed.source).path)
+    stem = o.filename or source_path.stem or "image"
     stem = stem.replace('"', "%22")
     kind = "attachment" if (o.return_attachment if o.return_attachment is not None
                             else attachment_default) else "inline"
-    return f'{kind}; filename="{stem}.{extension(fmt)}"'
+    suffix = f".{extension(fmt)}" if fmt else source_path.suffix  # raw non-image: as named
+    return f'{kind}; filename="{stem}{suffix}"'
 
 
 # --- other routes ---------------------------------------------------------------------
@@ -245,12 +294,27 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     s = state.settings
     state.pool = WorkerPool(s.worker_count, s.requests_queue_size)
-    async with Sources(s) as sources:
+    pool = state.pool
+    async with Sources(s) as sources, memory.trimmer(s.free_memory_interval,
+                                                     lambda: pool.idle):
         state.sources = sources
+        if s.watermark_url and not state.processing.watermark:
+            await _fetch_watermark(state, sources)
         try:
             yield
         finally:
             state.pool.shutdown()
+
+
+async def _fetch_watermark(state: State, sources: Sources) -> None:
+    """IMGPROXY_WATERMARK_URL: fetched once at start-up; failing to get it stops start-up."""
+    url = state.settings.watermark_url
+    try:
+        fetched = await sources.fetch(url)
+        state.processing = state.processing.with_watermark(fetched.data)
+    except (ProxyError, ValueError) as exc:
+        raise ConfigError(f"IMGPROXY_WATERMARK_URL={url!r}: {exc}") from None
+    state.fingerprint = config_fingerprint(state.processing)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -269,5 +333,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{prefix}/favicon.ico", not_found)
     app.router.add_get(prefix + "/.well-known/{tail:.*}", not_found)
     app.router.add_get(f"{prefix}/", landing)
-    app.router.add_get(prefix + "/{tail:.+}", handler.handle)
+    if settings.playground:  # development only (VIPSGATE_PLAYGROUND=1, set by `make run`)
+        from .playground import setup_playground  # it imports this module: kept lazy
+        setup_playground(app, settings)
+    app.router.add_get(prefix + "/{tail:.+}", handler.handle, name=IMAGE_ROUTE)
     return app

@@ -9,13 +9,13 @@ from pathlib import Path
 os.environ.setdefault("VIPS_CONCURRENCY", "1")
 os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")
 
-import pytest  # noqa: E402
-import pyvips  # noqa: E402
-from aiohttp.test_utils import TestClient  # noqa: E402
+import pytest
+import pyvips
+from aiohttp.test_utils import TestClient
 
-from proxy.config import Settings, from_env  # noqa: E402
-from proxy.server import create_app  # noqa: E402
-from proxy.signing import Signer  # noqa: E402
+from proxy.config import Settings, from_env
+from proxy.server import create_app
+from proxy.signing import Signer
 
 pyvips.cache_set_max(0)
 

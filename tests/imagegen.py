@@ -13,8 +13,8 @@ def photo(width: int = 640, height: int = 480, seed: int = 0) -> pyvips.Image:
     g = y * (180 / height) + 40
     b = (x + y) * (120 / (width + height)) + 60
     image = r.bandjoin([g, b])
-    image = image.draw_circle([250, 40, 40], width // 3, height // 2, max(4, min(width, height) // 6),
-                              fill=True)
+    radius = max(4, min(width, height) // 6)
+    image = image.draw_circle([250, 40, 40], width // 3, height // 2, radius, fill=True)
     image = image.draw_rect([20, 200, 60], width * 2 // 3, height // 4, width // 6, height // 3,
                             fill=True)
     noise = pyvips.Image.gaussnoise(width, height, sigma=4, mean=0)

@@ -22,6 +22,10 @@ SAVEABLE = frozenset({"jpeg", "png", "webp", "avif", "gif", "tiff"})
 ALPHA = frozenset({"png", "webp", "avif", "gif", "tiff"})
 ANIMATED = frozenset({"gif", "webp"})
 QUALITY = frozenset({"jpeg", "webp", "avif", "tiff"})
+#: the only libvips loader classes left enabled (every other loader is blocked)
+SAFE_LOADERS = ("VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWebp",
+                "VipsForeignLoadNsgif", "VipsForeignLoadHeif", "VipsForeignLoadTiff",
+                "VipsForeignLoadSvg")
 
 _HEIF_BRANDS_AVIF = (b"avif", b"avis")
 _HEIF_BRANDS_HEIC = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
@@ -76,6 +80,31 @@ def _is_svg(data: bytes, limit: int) -> bool:
     prolog = _SVG_PROLOG.match(head)
     rest = head[prolog.end() if prolog else 0:]
     return bool(_SVG_TAG.match(rest))
+
+
+def restrict_loaders() -> None:
+    """Block every libvips loader except ``SAFE_LOADERS`` (idempotent).
+
+    Stricter than ``VIPS_BLOCK_UNTRUSTED``, which would also block SVG: librsvg
+    is allowed explicitly because SVGs are only ever rasterised, never passed
+    through, and it resolves no external references (see tests/test_hostile.py).
+    """
+    import pyvips
+
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for name in SAFE_LOADERS:
+        pyvips.operation_block_set(name, False)
+
+
+def jpeg_suspicious(size: int, width: int, height: int) -> bool:
+    """True when a JPEG has less than one bit per 8x8 block of its declared size.
+
+    Real JPEGs never get that small; a forged header over a few bytes of data
+    does, and libjpeg only warns ("premature end of data segment") while it
+    fills the declared area with grey. Such files are decoded with
+    ``fail_on="warning"`` so they are refused instead.
+    """
+    return size * 8 * 64 < width * height
 
 
 def extension(fmt: str) -> str:

@@ -2,25 +2,30 @@
 
 Runs in a worker thread (never on the event loop). The steps follow
 imgproxy's order and user options never reorder them. ``process`` is the
-only entry point; each step is a small function over ``Frame`` data.
+only entry point; each step is a small function over the image and a
+``Context``. Before any decoding: ``skip_processing`` returns the source
+bytes; ``trim`` decodes the whole image (no shrink-on-load) and plans the
+geometry on what is left. Animations run the steps once per frame.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import pyvips
 
-from ..errors import ImageTooLarge, ProxyError, UnprocessableImage, UnsupportedFormat
-from ..geometry import Plan, gravity_offset, plan
+from ..errors import ConfigError, ImageTooLarge, ProxyError, UnprocessableImage, UnsupportedFormat
+from ..geometry import Plan, gravity_offset, plan, result_size
 from ..options import Gravity, ProcessingOptions
-from . import formats
+from . import formats, metadata, watermark
+from .color import to_srgb
+from .trim import trim
 
 WHITE = (255, 255, 255)
+formats.restrict_loaders()  # only the loaders in _LOADERS below can ever run
 
 
 class FormatChooser(Protocol):
@@ -49,20 +54,33 @@ class ProcessingConfig:
     webp_effort: int = 4
     jpeg_progressive: bool = False
     png_interlaced: bool = False
+    skip_processing_formats: tuple[str, ...] = ()
     watermark: bytes | None = None
     watermark_opacity: float = 1.0
 
     @classmethod
     def from_settings(cls, s: Any) -> ProcessingConfig:
+        """From ``Settings``; the watermark (DATA, else PATH) is read and checked here."""
         names = set(cls.__dataclass_fields__) - {"watermark"}
-        values = {name: getattr(s, name) for name in names}
-        watermark = None
-        if getattr(s, "watermark_data", ""):
-            watermark = base64.b64decode(s.watermark_data)
-        elif getattr(s, "watermark_path", ""):
-            with open(s.watermark_path, "rb") as fh:
-                watermark = fh.read()
-        return cls(watermark=watermark, **values)
+        config = cls(**{name: getattr(s, name) for name in names})
+        try:
+            if getattr(s, "watermark_data", ""):
+                return config.with_watermark(base64.b64decode(s.watermark_data))
+            if getattr(s, "watermark_path", ""):
+                with open(s.watermark_path, "rb") as fh:
+                    return config.with_watermark(fh.read())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"IMGPROXY_WATERMARK_DATA/_PATH: {exc}") from None
+        return config
+
+    def with_watermark(self, data: bytes) -> ProcessingConfig:
+        """A copy using ``data`` as the watermark; ValueError if it is not an image."""
+        try:
+            watermark.decoded(data)
+        except pyvips.Error as exc:
+            raise ValueError(f"watermark is not a readable image: {_vips_message(exc)}") \
+                from None
+        return replace(self, watermark=data)
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,10 @@ class Context:
     has_alpha: bool
     output_format: str
 
+    @property
+    def keep_icc(self) -> bool:
+        return _keep_icc(self.options, self.config)
+
 
 def process(data: bytes, options: ProcessingOptions, chooser: FormatChooser,
             config: ProcessingConfig = ProcessingConfig()) -> Result:
@@ -104,6 +126,9 @@ def _process(data: bytes, o: ProcessingOptions, chooser: FormatChooser,
     src_format = formats.sniff(data, config.max_svg_check_bytes)
     if src_format is None:
         raise UnsupportedFormat("Failed to detect source image type")
+    if src_format in (o.skip_processing or config.skip_processing_formats) \
+            and o.format in (None, src_format) and src_format != "svg":
+        return skip(data, src_format, o, config)
     if src_format not in formats.LOADABLE:
         raise UnsupportedFormat(f"Source format {src_format} is not supported")
     vector = src_format == "svg"
@@ -115,14 +140,8 @@ def _process(data: bytes, o: ProcessingOptions, chooser: FormatChooser,
     frames = min(pages, max_frames) if src_format in formats.ANIMATED else 1
     has_alpha = header.hasalpha()
     orientation = _orientation(header, o, config)
-    width, height = header.width, header.height
-    if orientation >= 5:
-        width, height = height, width
-    if not vector:
-        check_resolution(header.width, header.height, frames, o, config)
-    p = plan(o, width, height, o.max_result_dimension if o.max_result_dimension is not None
-             else config.max_result_dimension, vector)
-    out_w, out_h = _expected_size(p, width, height)
+    width, height = _oriented(header.width, header.height, orientation)
+    p, out_w, out_h = _geometry(o, config, width, height, vector)
     out_format = chooser.choose(src_format, has_alpha or _needs_alpha(o, p), frames > 1,
                                 out_w, out_h)
     if out_format not in formats.SAVEABLE:
@@ -130,17 +149,83 @@ def _process(data: bytes, o: ProcessingOptions, chooser: FormatChooser,
     animated = frames > 1 and out_format in formats.ANIMATED
     if not animated:
         frames = 1
-    shrink = _load_shrink(src_format, p, header.width, header.height, orientation, animated)
-    image = load(data, src_format, shrink=shrink, frames=frames, thumbnail=thumbnail)
+    if not vector:  # frames beyond the maximum were dropped: only the kept ones count
+        check_resolution(header.width, header.height, frames, o, config)
+    strict = src_format == "jpeg" and formats.jpeg_suspicious(len(data), header.width,
+                                                              header.height)
+    fail_on = "warning" if strict else "error"
+    if o.trim is not None and not animated:  # trim needs the whole image: no shrink-on-load
+        image = load(data, src_format, thumbnail=thumbnail, fail_on=fail_on)
+        image = trim(to_srgb(image, _keep_icc(o, config)), o.trim)
+        raw_size = (image.width, image.height)
+        p, out_w, out_h = _geometry(o, config, *_oriented(*raw_size, orientation), vector)
+        out_format = chooser.choose(src_format, has_alpha or _needs_alpha(o, p), False,
+                                    out_w, out_h)
+    else:
+        shrink = _load_shrink(src_format, p, header.width, header.height, orientation,
+                              animated)
+        image = load(data, src_format, shrink=shrink, frames=frames, thumbnail=thumbnail,
+                     fail_on=fail_on)
+        raw_size = (header.width, header.height)
     ctx = Context(o, config, p, orientation, has_alpha, out_format)
     if animated:
         image = _process_animation(image, frames, ctx, header)
     else:
-        image = _run_steps(image, ctx, (header.width, header.height))
+        image = _run_steps(image, ctx, raw_size)
     image = finalize(image, ctx)
     encoded = encode(image, out_format, o, config)
     height_out = image.get("page-height") if animated else image.height
     return Result(encoded, out_format, image.width, height_out, src_format, width, height)
+
+
+def _oriented(width: int, height: int, orientation: int) -> tuple[int, int]:
+    return (height, width) if orientation >= 5 else (width, height)
+
+
+def _geometry(o: ProcessingOptions, config: ProcessingConfig, width: int, height: int,
+              vector: bool) -> tuple[Plan, int, int]:
+    """The plan and the result size for a ``width x height`` (EXIF-rotated) source."""
+    # geometry works on the image as it will be displayed: EXIF and user rotation applied
+    plan_w, plan_h = (height, width) if o.rotate % 180 else (width, height)
+    p = plan(o, plan_w, plan_h, o.max_result_dimension if o.max_result_dimension is not None
+             else config.max_result_dimension, vector)
+    out_w, out_h = result_size(p, plan_w, plan_h)
+    if vector:
+        p = vector_guard(p, o, config, plan_w, plan_h, out_w, out_h)
+        out_w, out_h = result_size(p, plan_w, plan_h)
+    return p, out_w, out_h
+
+
+def _keep_icc(o: ProcessingOptions, config: ProcessingConfig) -> bool:
+    """``strip_color_profile:0``: keep the source's RGB profile (and its pixel values)."""
+    return not (o.strip_color_profile if o.strip_color_profile is not None
+                else config.strip_color_profile)
+
+
+def skip(data: bytes, fmt: str, o: ProcessingOptions, config: ProcessingConfig) -> Result:
+    """``skip_processing``: the source bytes unchanged, after the resolution check.
+
+    Never for SVG: SVGs are only ever rasterised, so scripts in them cannot reach
+    a browser as ``image/svg+xml``.
+    """
+    width = height = 0
+    if fmt in _LOADERS:
+        header = load(data, fmt)
+        width, height = header.width, header.height
+        if fmt != "svg":
+            check_resolution(width, height, 1, o, config)
+    return Result(data, fmt, width, height, fmt, width, height)
+
+
+def raw(data: bytes, config: ProcessingConfig = ProcessingConfig()) -> Result:
+    """The ``raw`` option: the source as it is, typed by its sniffed format.
+
+    ``format`` is "" (served as ``application/octet-stream``) when the bytes are
+    not a known image, and for SVG, which is never served as ``image/svg+xml``.
+    """
+    fmt = formats.sniff(data, config.max_svg_check_bytes) or ""
+    fmt = "" if fmt == "svg" else fmt
+    return Result(data, fmt, 0, 0, fmt, 0, 0)
 
 
 # --- load ---------------------------------------------------------------------------
@@ -154,15 +239,20 @@ _LOADERS: dict[str, Callable[..., pyvips.Image]] = {
 
 
 def load(data: bytes, fmt: str, shrink: float = 1.0, frames: int = 1,
-         thumbnail: bool = False) -> pyvips.Image:
-    """Open ``data`` with the loader for its sniffed format (never a guessing loader)."""
-    kwargs: dict[str, Any] = {"access": "sequential", "fail_on": "error"}
+         thumbnail: bool = False, fail_on: str = "error") -> pyvips.Image:
+    """Open ``data`` with the loader for its sniffed format (never a guessing loader).
+
+    ``fail_on="error"`` turns truncated and corrupt files into errors (422)
+    instead of libvips' default grey fill.
+    """
+    kwargs: dict[str, Any] = {"access": "sequential", "fail_on": fail_on}
     if fmt == "jpeg" and shrink >= 2:
         kwargs["shrink"] = 8 if shrink >= 8 else 4 if shrink >= 4 else 2
     elif fmt == "webp" and shrink > 1:
         kwargs["scale"] = 1 / shrink
     elif fmt == "svg":
         kwargs["scale"] = 1 / shrink
+        kwargs["unlimited"] = False  # keep librsvg's limits (XML size, nesting)
         del kwargs["access"]
     elif fmt in ("avif", "heic") and thumbnail:
         kwargs["thumbnail"] = True
@@ -183,6 +273,22 @@ def check_resolution(width: int, height: int, frames: int, o: ProcessingOptions,
         raise ImageTooLarge(f"Source image is too large: {width}x{height}x{frames}")
 
 
+def vector_guard(p: Plan, o: ProcessingOptions, config: ProcessingConfig, width: int,
+                 height: int, out_w: int, out_h: int) -> Plan:
+    """Shrink an SVG's plan so that its raster stays within the resolution limit.
+
+    Like imgproxy's vectorGuardScale: vector sources skip the source-resolution
+    check, so a 10,000,000 px canvas is rendered smaller, never at full size.
+    """
+    limit = (o.max_src_resolution or config.max_src_resolution) * 1_000_000
+    render = min(p.scale)  # the scale _load_shrink asks librsvg for
+    pixels = max(width * render * height * render, out_w * out_h)
+    if pixels <= limit:
+        return p
+    factor = (limit / pixels) ** 0.5
+    return plan(o, width, height, max(1, int(max(out_w, out_h) * factor)), True)
+
+
 def _orientation(header: pyvips.Image, o: ProcessingOptions, config: ProcessingConfig) -> int:
     enabled = o.auto_rotate if o.auto_rotate is not None else config.auto_rotate
     if not enabled or not header.get_typeof("orientation"):
@@ -201,16 +307,6 @@ def _load_shrink(fmt: str, p: Plan, src_w: int, src_h: int, orientation: int,
     return max(1.0, 1 / max(p.scale))
 
 
-def _expected_size(p: Plan, width: int, height: int) -> tuple[int, int]:
-    w, h = (p.crop or (width, height))
-    w, h = max(1, round(w * p.scale[0])), max(1, round(h * p.scale[1]))
-    if p.target[0]:
-        w = min(w, p.target[0])
-    if p.target[1]:
-        h = min(h, p.target[1])
-    return w, h
-
-
 def _needs_alpha(o: ProcessingOptions, p: Plan) -> bool:
     """Transparency is expected when padding/extend adds area and no background is set."""
     return o.background is None and (p.extend_to is not None or p.aspect_to is not None
@@ -220,7 +316,8 @@ def _needs_alpha(o: ProcessingOptions, p: Plan) -> bool:
 # --- steps --------------------------------------------------------------------------
 
 def _run_steps(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> pyvips.Image:
-    image = to_srgb(image)
+    """imgproxy's main pipeline on one (already trimmed) frame, in imgproxy's order."""
+    image = to_srgb(image, ctx.keep_icc)
     image = scale(image, ctx, raw_size)
     image = image.copy_memory()  # small now; the next steps need random access
     image = rotate_and_flip(image, ctx)
@@ -229,11 +326,23 @@ def _run_steps(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> 
     image = apply_filters(image, ctx)
     image = extend(image, ctx)
     image = pad(image, ctx)
-    return flatten(image, ctx)
+    image = flatten(image, ctx)
+    return apply_watermark(image, ctx)
 
 
 def _process_animation(image: pyvips.Image, frames: int, ctx: Context,
                        header: pyvips.Image) -> pyvips.Image:
+    """Every frame through the same steps; delays (40 ms if absent) and loop kept.
+
+    Smart gravity falls back to centre (as imgproxy does): a per-frame
+    smartcrop would make the crop window jump between frames.
+    """
+    o = ctx.options
+    if o.gravity.type == "sm" or (o.crop and o.crop.gravity and o.crop.gravity.type == "sm"):
+        crop = o.crop and replace(o.crop, gravity=None if o.crop.gravity
+                                  and o.crop.gravity.type == "sm" else o.crop.gravity)
+        gravity = Gravity() if o.gravity.type == "sm" else o.gravity
+        ctx = replace(ctx, options=replace(o, gravity=gravity, crop=crop))
     page_h = image.get("page-height") if image.get_typeof("page-height") else image.height
     page_h = min(page_h, image.height // frames)
     done = [_run_steps(image.crop(0, i * page_h, image.width, page_h), ctx,
@@ -241,30 +350,19 @@ def _process_animation(image: pyvips.Image, frames: int, ctx: Context,
     out = pyvips.Image.arrayjoin(done, across=1)
     out = out.copy()
     out.set_type(pyvips.GValue.gint_type, "page-height", done[0].height)
+    out.set_type(pyvips.GValue.gint_type, "n-pages", frames)
     delay = list(image.get("delay")) if image.get_typeof("delay") else []
-    delay = [d or 40 for d in (delay + [40] * frames)[:frames]]
+    delay = (delay + [40] * frames)[:frames]
     out.set_type(pyvips.GValue.array_int_type, "delay", delay)
     loop = image.get("loop") if image.get_typeof("loop") else 0
     out.set_type(pyvips.GValue.gint_type, "loop", loop)
     return out
 
 
-def to_srgb(image: pyvips.Image) -> pyvips.Image:
-    """Colour-manage into 8-bit sRGB (CMYK, ICC-tagged, 16-bit, grey)."""
-    if image.get_typeof("icc-profile-data"):
-        with contextlib.suppress(pyvips.Error):  # a broken profile: plain conversion below
-            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
-    if image.interpretation != "srgb" or image.format != "uchar":
-        image = image.colourspace("srgb")
-        if image.format != "uchar":
-            image = image.cast("uchar")
-    return image
-
-
 def scale(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> pyvips.Image:
     """Resize to the planned scale, counting what shrink-on-load already did."""
     sx, sy = ctx.plan.scale
-    if ctx.orientation >= 5:
+    if (ctx.orientation >= 5) != bool(ctx.options.rotate % 180):  # plan axes are rotated
         sx, sy = sy, sx
     crop_factor_w = raw_size[0] / image.width
     crop_factor_h = raw_size[1] / image.height
@@ -338,12 +436,19 @@ def apply_filters(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     if o.sharpen:
         image = image.sharpen(sigma=o.sharpen)
     if o.pixelate > 1:
-        w, h = image.width, image.height
-        small = image.resize(1 / o.pixelate, kernel="nearest")
-        image = small.resize(o.pixelate, kernel="nearest").embed(0, 0, w, h, extend="copy")
+        image = pixelate(image, min(o.pixelate, max(image.width, image.height)))
     if alpha:
         image = image.unpremultiply()
     return image.cast("uchar").copy(interpretation="srgb")
+
+
+def pixelate(image: pyvips.Image, n: int) -> pyvips.Image:
+    """imgproxy's ``vips_pixelate``: n x n blocks from the top-left, each its mean colour."""
+    w, h = image.width, image.height
+    tw, th = -(-w // n) * n, -(-h // n) * n
+    if (tw, th) != (w, h):
+        image = image.embed(0, 0, tw, th, extend="copy")
+    return image.shrink(n, n).zoom(n, n).crop(0, 0, w, h)
 
 
 def _canvas_background(image: pyvips.Image, o: ProcessingOptions) -> tuple[pyvips.Image, list]:
@@ -366,12 +471,7 @@ def extend(image: pyvips.Image, ctx: Context) -> pyvips.Image:
             image, bg = _canvas_background(image, o)
             image = image.embed(left, top, w, h, background=bg)
     if p.aspect_to:
-        ratio = p.aspect_to[0] / p.aspect_to[1]
-        w, h = image.width, image.height
-        if w / h < ratio:
-            w = round(h * ratio)
-        else:
-            h = round(w / ratio)
+        w, h = max(image.width, p.aspect_to[0]), max(image.height, p.aspect_to[1])
         if (w, h) != (image.width, image.height):
             left, top = gravity_offset(o.extend_ar.gravity, (w, h), (image.width, image.height),
                                        p.dpr)
@@ -397,6 +497,15 @@ def flatten(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     return image
 
 
+def apply_watermark(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    """The ``watermark`` option (a no-op when the server has no watermark image)."""
+    w = ctx.options.watermark
+    if w is None or not ctx.config.watermark:
+        return image
+    return watermark.apply(image, ctx.config.watermark, w, ctx.config.watermark_opacity,
+                           ctx.plan.dpr)
+
+
 def finalize(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     """Drop the orientation tag; metadata is stripped by the encoder's ``keep``."""
     if image.get_typeof("orientation"):
@@ -420,21 +529,25 @@ def quality_for(fmt: str, o: ProcessingOptions, config: ProcessingConfig) -> int
 
 def encode(image: pyvips.Image, fmt: str, o: ProcessingOptions,
            config: ProcessingConfig) -> bytes:
+    """Save with the metadata asked for; ``max_bytes`` lowers quality as imgproxy does."""
     quality = quality_for(fmt, o, config)
     strip = o.strip_metadata if o.strip_metadata is not None else config.strip_metadata
-    data = _save(image, fmt, quality, strip, config)
-    if o.max_bytes and fmt in formats.QUALITY:
-        while len(data) > o.max_bytes and quality > 10:
-            ratio = len(data) / o.max_bytes
-            factor = 0.25 if ratio > 3 else 0.5 if ratio > 1.5 else 0.75
-            quality = max(1, min(quality - 1, int(quality * factor)))
-            data = _save(image, fmt, quality, strip, config)
+    kcr = o.keep_copyright if o.keep_copyright is not None else config.keep_copyright
+    image, keep = metadata.prepare(image, strip, kcr, _keep_icc(o, config))
+    degrade = bool(o.max_bytes) and fmt in formats.QUALITY
+    if degrade:
+        image = image.copy_memory()  # saved several times: decode once
+    data = _save(image, fmt, quality, keep, config)
+    while degrade and len(data) > o.max_bytes and quality > 10:
+        ratio = len(data) / o.max_bytes
+        factor = 0.25 if ratio > 3 else 0.5 if ratio > 1.5 else 0.75
+        quality = max(1, min(quality - 1, int(quality * factor)))
+        data = _save(image, fmt, quality, keep, config)
     return data
 
 
-def _save(image: pyvips.Image, fmt: str, quality: int, strip: bool,
+def _save(image: pyvips.Image, fmt: str, quality: int, keep: str,
           config: ProcessingConfig) -> bytes:
-    keep = "none" if strip else "exif:xmp:iptc:other"
     if fmt == "jpeg":
         return image.jpegsave_buffer(Q=quality, interlace=config.jpeg_progressive, keep=keep,
                                      optimize_coding=True)

@@ -1,7 +1,8 @@
 """Sources by URL scheme behind one interface: ``await sources.fetch(url)``.
 
 ``Sources`` owns the long-lived clients (one aiohttp session, one S3 client)
-and is opened/closed by the app's cleanup context.
+and is opened/closed by the app's cleanup context. A failed start-up closes
+whatever was already opened.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidSource
 from .base import Fetched, Source, SourceMeta
+from .http import HttpSource
 
 __all__ = ["Fetched", "Source", "SourceMeta", "Sources", "allowed_source_matcher"]
 
@@ -38,15 +40,14 @@ class Sources:
             from .local import LocalSource
             self.by_scheme["local"] = LocalSource(s.local_root)
         try:
-            from .http import HttpSource
-        except ImportError:  # pragma: no cover - during bootstrap only
-            HttpSource = None
-        if HttpSource is not None:
             http = await self._stack.enter_async_context(HttpSource(s, self.allowed))
             self.by_scheme["http"] = self.by_scheme["https"] = http
-        if s.use_s3:
-            from .s3 import S3Source
-            self.by_scheme["s3"] = await self._stack.enter_async_context(S3Source(s))
+            if s.use_s3:
+                from .s3 import S3Source  # imports aiobotocore only when S3 is on
+                self.by_scheme["s3"] = await self._stack.enter_async_context(S3Source(s))
+        except BaseException:
+            await self._stack.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,9 +1,15 @@
-"""``local:///path``: files under IMGPROXY_LOCAL_FILESYSTEM_ROOT, never outside it."""
+"""``local:///path``: files under IMGPROXY_LOCAL_FILESYSTEM_ROOT, never outside it.
+
+The path is resolved (``..``, ``%2e%2e`` after decoding, symlinks) and must land on a
+regular file inside the root; anything else, including a symlink pointing out of
+the root, answers 404 without saying why.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -19,25 +25,35 @@ class LocalSource:
     def resolve(self, url: str) -> Path:
         """The real path for ``url``; 404 for anything outside the root (``..``, links)."""
         path = unquote(urlsplit(url).path).lstrip("/")
-        candidate = (self.root / path).resolve()
-        if not candidate.is_relative_to(self.root) or not candidate.is_file():
-            raise SourceNotFound(f"No such local file: {path}")
+        try:
+            candidate = (self.root / path).resolve()
+            inside = candidate.is_relative_to(self.root) and candidate.is_file()
+        except (OSError, ValueError, RuntimeError):  # NUL byte, name too long, link loop
+            inside = False
+        if not inside:
+            raise SourceNotFound(f"No such local file: {path[:200]}")
         return candidate
 
     async def fetch(self, url: str, max_bytes: int) -> Fetched:
-        path = self.resolve(url)
-        return await asyncio.to_thread(self._read, path, max_bytes)
+        return await asyncio.to_thread(self._fetch, url, max_bytes)
 
-    @staticmethod
-    def _read(path: Path, max_bytes: int) -> Fetched:
-        with open(path, "rb") as fh:
-            stat = os.fstat(fh.fileno())
-            if max_bytes and stat.st_size > max_bytes:
+    def _fetch(self, url: str, max_bytes: int) -> Fetched:
+        path = self.resolve(url)
+        try:
+            # O_NOFOLLOW: the resolved path has no links; refuse one swapped in since.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            raise SourceNotFound(f"No such local file: {path.name}") from None
+        with open(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise SourceNotFound(f"Not a regular file: {path.name}")
+            if max_bytes and st.st_size > max_bytes:
                 raise SourceTooLarge(f"Source is larger than {max_bytes} bytes")
             data = fh.read(max_bytes + 1 if max_bytes else -1)
         if max_bytes and len(data) > max_bytes:
             raise SourceTooLarge(f"Source is larger than {max_bytes} bytes")
-        meta = SourceMeta(etag=f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
-                          last_modified=formatdate(stat.st_mtime, usegmt=True),
-                          size=stat.st_size)
+        meta = SourceMeta(etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+                          last_modified=formatdate(st.st_mtime, usegmt=True),
+                          size=st.st_size)
         return Fetched(data, meta)

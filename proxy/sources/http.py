@@ -1,0 +1,208 @@
+"""``http://`` and ``https://`` sources: one shared aiohttp session, SSRF-guarded.
+
+Every connection goes through two checks on the address actually dialled: the
+resolver drops refused addresses (so the connector only ever sees checked IPs, no
+DNS-rebinding gap) and the socket factory refuses any address it is asked to dial
+that the policy forbids (literal IPs skip the resolver). Redirects are followed
+here, hop by hop, each hop checked against ``IMGPROXY_ALLOWED_SOURCES`` and the
+address policy before it is requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from .. import __version__
+from ..errors import (
+    InvalidSource,
+    ProxyError,
+    SourceIncomplete,
+    SourceNotFound,
+    SourceTimeout,
+    SourceUnreachable,
+)
+from .base import Fetched, SourceMeta, read_limited
+from .netguard import AddressPolicy, parse
+
+log = logging.getLogger("vipsgate.sources")
+CHUNK = 64 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class BlockedAddress(OSError):
+    """A source resolved to, or tried to dial, an address the policy refuses."""
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolve with ``inner`` and keep only the addresses ``policy`` permits."""
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver) -> None:
+        self.policy = policy
+        self.inner = inner
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self.inner.resolve(host, port, family)
+        allowed = [r for r in results if self.policy.permits(r["host"])]
+        if not allowed:
+            refused = ", ".join(sorted({r["host"] for r in results}))
+            raise BlockedAddress(f"{host} resolves only to refused addresses: {refused}")
+        return allowed
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def guarded_socket_factory(policy: AddressPolicy) -> Any:
+    """An aiohappyeyeballs socket factory that refuses to dial forbidden addresses."""
+    def factory(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        if not policy.permits(sockaddr[0]):
+            raise BlockedAddress(f"Refused to connect to {sockaddr[0]}")
+        return socket.socket(family=family, type=type_, proto=proto)
+    return factory
+
+
+def status_error(status: int, url: str) -> ProxyError | None:
+    """The error for an origin's final status: 404/410 -> 404, 4xx as is, else 502."""
+    if status == 200:
+        return None
+    if status in (404, 410):
+        return SourceNotFound(f"Origin answered {status} for {url}")
+    if 400 <= status < 500:
+        return SourceUnreachable(f"Origin answered {status} for {url}", status=status)
+    return SourceUnreachable(f"Origin answered {status} for {url}")
+
+
+def _blocked(exc: BaseException) -> BlockedAddress | None:
+    """The ``BlockedAddress`` behind an aiohttp connection error, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BlockedAddress):
+            return seen
+        if isinstance(seen, aiohttp.ClientConnectorError) and isinstance(
+                seen.os_error, BlockedAddress):
+            return seen.os_error
+        seen = seen.__cause__
+    return None
+
+
+class HttpSource:
+    """Fetch ``http(s)://`` sources; an async context manager owning the session."""
+
+    def __init__(self, settings: Any, allowed: re.Pattern[str] | None = None) -> None:
+        self.settings = settings
+        self.allowed = allowed
+        self.policy = AddressPolicy.from_settings(settings)
+        self.timeout = settings.download_timeout
+        self.max_redirects = settings.max_redirects
+        self.user_agent = settings.user_agent.replace("%current_version", __version__)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpSource:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(self.policy, DefaultResolver()),
+            socket_factory=guarded_socket_factory(self.policy),
+            limit=max(10, 2 * self.settings.worker_count), ttl_dns_cache=10)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout,
+                                          sock_read=self.timeout),
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between origins
+            trust_env=False)  # an HTTP proxy would hide the origin's address from the guard
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def fetch(self, url: str, max_bytes: int) -> Fetched:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._fetch(url, max_bytes)
+        except TimeoutError:
+            raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
+
+    def check_target(self, target: URL, hop: int) -> None:
+        """Refuse a hop before dialling: scheme, allow-list (redirects), literal IP."""
+        if target.scheme not in ("http", "https") or not target.host:
+            raise InvalidSource(f"Not an HTTP(S) URL: {target}")
+        if hop and self.allowed is not None and not self.allowed.match(str(target)):
+            raise InvalidSource(f"Redirect target is not an allowed source: {target}")
+        try:
+            address = parse(target.host)
+        except ValueError:
+            return  # a name: the guarded resolver checks what it resolves to
+        if not self.policy.permits(address):
+            raise self._refused(f"Refused source address {address} ({target})")
+
+    @staticmethod
+    def _refused(reason: str) -> InvalidSource:
+        log.warning("SSRF guard: %s", reason)
+        return InvalidSource(reason)
+
+    async def _fetch(self, url: str, max_bytes: int) -> Fetched:
+        assert self.session is not None
+        try:
+            target = URL(url)
+        except ValueError as exc:
+            raise InvalidSource(f"Invalid source URL: {exc}") from None
+        for hop in range(self.max_redirects + 1):
+            self.check_target(target, hop)
+            response = await self._request(target)
+            async with response:
+                location = response.headers.get("Location")
+                if response.status in REDIRECT_STATUSES and location:
+                    try:
+                        target = target.join(URL(location))
+                    except ValueError:
+                        raise SourceUnreachable(f"Bad redirect from {target}") from None
+                    continue
+                error = status_error(response.status, str(target))
+                if error is not None:
+                    raise error
+                return await self._read(response, max_bytes)
+        raise SourceUnreachable(f"More than {self.max_redirects} redirects for {url}",
+                                status=404)
+
+    async def _request(self, target: URL) -> aiohttp.ClientResponse:
+        assert self.session is not None
+        try:
+            return await self.session.get(target, allow_redirects=False)
+        except TimeoutError:
+            raise
+        except aiohttp.InvalidURL as exc:
+            raise InvalidSource(f"Invalid source URL {target}: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            blocked = _blocked(exc)
+            if blocked is not None:
+                raise self._refused(str(blocked)) from None
+            raise SourceUnreachable(f"Cannot reach {target}: {exc!r}") from None
+
+    @staticmethod
+    async def _read(response: aiohttp.ClientResponse, max_bytes: int) -> Fetched:
+        try:
+            data = await read_limited(response.content.iter_chunked(CHUNK), max_bytes,
+                                      response.content_length)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            raise SourceIncomplete(f"Body of {response.url} was cut short: {exc!r}") from None
+        except ProxyError:
+            response.close()  # drop the connection: the rest of the body is never read
+            raise
+        h = response.headers
+        return Fetched(data, SourceMeta(
+            etag=h.get("ETag"), last_modified=h.get("Last-Modified"),
+            content_type=h.get("Content-Type"), cache_control=h.get("Cache-Control"),
+            expires=h.get("Expires"), size=len(data)))

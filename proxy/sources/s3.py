@@ -1,0 +1,145 @@
+"""``s3://bucket/key[?versionId=ID]`` through one long-lived aiobotocore client.
+
+The client is created when the app starts and closed when it stops; its
+connection pool is sized to the workers (the worker slot is held while a source
+downloads, so that bounds concurrent S3 reads). Credentials come from the standard
+AWS chain (environment, shared files, container/instance roles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from ..errors import (
+    InvalidSource,
+    ProxyError,
+    SourceIncomplete,
+    SourceNotFound,
+    SourceTimeout,
+    SourceUnreachable,
+)
+from .base import Fetched, SourceMeta, read_limited
+
+log = logging.getLogger("vipsgate.sources")
+CHUNK = 64 * 1024
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
+_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidObjectState", "403"})
+
+
+def parse_s3_url(url: str) -> tuple[str, str, str | None]:
+    """``(bucket, key, version_id)``; the key is raw (no percent-decoding), as imgproxy.
+
+    The version comes after the first ``?``: ``versionId=ID`` or, as imgproxy
+    writes it, the bare ID.
+    """
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    bucket, _, key = rest.partition("/")
+    key, question, query = key.partition("?")
+    version = None
+    if question and query:
+        version = parse_qs(query).get("versionId", [query])[0]
+    if not bucket or not key:
+        raise InvalidSource(f"Invalid S3 URL: {url}")
+    return bucket, key, version
+
+
+def http_date(value: object) -> str | None:
+    """An HTTP date from botocore's datetime (or a string passed through)."""
+    if isinstance(value, datetime):
+        return format_datetime(value.astimezone(UTC), usegmt=True)
+    return value if isinstance(value, str) and value else None
+
+
+def client_error(exc: ClientError, url: str) -> ProxyError:
+    """Map an S3 error: missing -> 404, denied -> 404 (logged, not leaked), else 502."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in _DENIED_CODES or status == 403:
+        log.warning("S3 denied access to %s: %s %s", url, code, error.get("Message", ""))
+        return SourceNotFound(f"S3 object not found: {url}")
+    if code in _NOT_FOUND_CODES or status == 404:
+        return SourceNotFound(f"S3 object not found: {url} ({code})")
+    if code in ("InvalidArgument", "InvalidBucketName") or status == 400:
+        return SourceNotFound(f"Invalid S3 object reference: {url} ({code})")
+    return SourceUnreachable(f"S3 error for {url}: {code} {status}")
+
+
+class S3Source:
+    """Fetch ``s3://`` sources; an async context manager owning the one client."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.allowed_buckets = frozenset(settings.s3_allowed_buckets)
+        self.timeout = settings.download_timeout
+        self.client: Any = None
+        self._stack = AsyncExitStack()
+
+    def client_config(self) -> AioConfig:
+        s = self.settings
+        options: dict[str, Any] = {}
+        if s.s3_endpoint:  # MinIO and friends want path-style addressing
+            options["s3"] = {"addressing_style": "path"}
+        return AioConfig(max_pool_connections=max(10, 2 * s.worker_count),
+                         connect_timeout=self.timeout, read_timeout=self.timeout,
+                         retries={"max_attempts": 2, "mode": "standard"}, **options)
+
+    async def __aenter__(self) -> S3Source:
+        s = self.settings
+        session = get_session()
+        self.client = await self._stack.enter_async_context(session.create_client(
+            "s3", region_name=s.s3_region or None, endpoint_url=s.s3_endpoint or None,
+            config=self.client_config()))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+        self.client = None
+
+    async def fetch(self, url: str, max_bytes: int) -> Fetched:
+        bucket, key, version = parse_s3_url(url)
+        if self.allowed_buckets and bucket not in self.allowed_buckets:
+            raise InvalidSource(f"S3 bucket is not allowed: {bucket}")
+        params = {"Bucket": bucket, "Key": key}
+        if version:
+            params["VersionId"] = version
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._get(params, url, max_bytes)
+        except (TimeoutError, ConnectTimeoutError, ReadTimeoutError):
+            raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
+        except ClientError as exc:
+            raise client_error(exc, url) from None
+        except (IncompleteReadError, ResponseStreamingError) as exc:
+            raise SourceIncomplete(f"S3 body of {url} was cut short: {exc}") from None
+        except BotoCoreError as exc:  # connection errors, missing credentials, ...
+            raise SourceUnreachable(f"S3 request for {url} failed: {exc}") from None
+
+    async def _get(self, params: dict[str, str], url: str, max_bytes: int) -> Fetched:
+        assert self.client is not None, "S3Source used outside its context"
+        response = await self.client.get_object(**params)
+        async with response["Body"] as body:
+            data = await read_limited(body.iter_chunks(CHUNK), max_bytes,
+                                      response.get("ContentLength"))
+        return Fetched(data, SourceMeta(
+            etag=response.get("ETag"), last_modified=http_date(response.get("LastModified")),
+            content_type=response.get("ContentType"), cache_control=response.get("CacheControl"),
+            expires=http_date(response.get("ExpiresString") or response.get("Expires")),
+            size=len(data)))

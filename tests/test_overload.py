@@ -1,0 +1,199 @@
+"""Overload: bounded queue (429 + Retry-After at once), the request deadline (503),
+work nobody waits for is never started, and worker slots never undercount."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from conftest import signed
+from imagegen import jpeg
+from proxy.server import STATE
+from proxy.workers import WorkerPool
+
+LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1", "IMGPROXY_DOWNLOAD_TIMEOUT": "30"}
+
+
+class SlowOrigin:
+    """An HTTP origin on 127.0.0.1 that holds every request until ``release()``."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.paths: list[str] = []
+        self._arrivals: list[tuple[int, asyncio.Event]] = []
+        self.url = ""
+
+    async def handler(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        for count, event in self._arrivals:
+            if len(self.paths) >= count:
+                event.set()
+        await self.gate.wait()
+        return web.Response(body=jpeg(160, 120), content_type="image/jpeg")
+
+    async def arrived(self, count: int) -> None:
+        """Wait until ``count`` requests have reached the origin."""
+        event = asyncio.Event()
+        self._arrivals.append((count, event))
+        if len(self.paths) >= count:
+            event.set()
+        await asyncio.wait_for(event.wait(), 10)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture
+async def origin(aiohttp_server):  # type: ignore[no-untyped-def]
+    slow = SlowOrigin()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", slow.handler)
+    server = await aiohttp_server(app)
+    slow.url = f"http://127.0.0.1:{server.port}"
+    yield slow
+    slow.release()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for a condition on server state that no event announces."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_flood_gets_429_at_once_while_cached_urls_are_served(make_client, images, origin):
+    (images / "cat.jpg").write_bytes(jpeg(200, 150))
+    client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_REQUESTS_QUEUE_SIZE="2",
+                               IMGPROXY_TIMEOUT="30", **LOOPBACK)
+    cached = signed("/rs:fit:50:50/plain/local:///cat.jpg")
+    assert (await client.get(cached)).status == 200
+    slow = [asyncio.create_task(client.get(signed(f"/plain/{origin.url}/held{i}.jpg")))
+            for i in range(3)]  # 1 worker + 2 queue places
+    await origin.arrived(3)
+    started = time.perf_counter()
+    flood = await asyncio.gather(*(client.get(signed(f"/plain/{origin.url}/flood{i}.jpg"))
+                                   for i in range(24)))
+    assert time.perf_counter() - started < 5
+    for response in flood:
+        assert response.status == 429, await response.text()
+        assert int(response.headers["Retry-After"]) >= 1
+    during = await client.get(cached)
+    assert during.status == 200 and len(await during.read()) > 0
+    assert (await client.get("/health")).status == 200
+    assert (await client.get("/ready")).status == 503  # the load balancer sees "busy"
+    assert not any(task.done() for task in slow)  # the 429s never waited for them
+    assert len(origin.paths) == 3  # the excess never reached the origin
+    origin.release()
+    for response in await asyncio.gather(*slow):
+        assert response.status == 200
+    assert client.app[STATE].pool.admitted == 0
+    assert (await client.get(signed(f"/plain/{origin.url}/after.jpg"))).status == 200
+
+
+async def test_deadline_answers_503_with_a_slow_origin(make_client, origin):
+    client = await make_client(IMGPROXY_TIMEOUT="0.5", **LOOPBACK)
+    started = time.perf_counter()
+    response = await client.get(signed(f"/plain/{origin.url}/slow.jpg"))
+    elapsed = time.perf_counter() - started
+    assert response.status == 503, await response.text()
+    assert 0.5 <= elapsed < 3
+    assert origin.paths == ["/slow.jpg"]
+    await wait_until(lambda: client.app[STATE].pool.admitted == 0)  # its place is free
+
+
+class Blocker:
+    """Holds one worker thread of a real pool until ``release()``."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.hold = threading.Event()
+        self.entered = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def block() -> None:
+            loop.call_soon_threadsafe(self.entered.set)
+            self.hold.wait(10)
+
+        self.task = asyncio.create_task(self.pool.run(block))
+        await asyncio.wait_for(self.entered.wait(), 5)
+
+    async def release(self) -> None:
+        self.hold.set()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def test_deadline_while_waiting_for_a_worker_is_503_and_never_starts(make_client,
+                                                                          images):
+    (images / "cat.jpg").write_bytes(jpeg(200, 150))
+    client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_TIMEOUT="0.5")
+    pool = client.app[STATE].pool
+    blocker = Blocker(pool)
+    await blocker.start()
+    try:
+        started = time.perf_counter()
+        response = await client.get(signed("/rs:fit:50:50/plain/local:///cat.jpg"))
+        assert response.status == 503
+        assert time.perf_counter() - started < 3
+        await wait_until(lambda: pool.admitted == 0)
+    finally:
+        await blocker.release()
+    assert pool.started == 1  # only the blocker ever ran
+    assert (await client.get(signed("/rs:fit:50:50/plain/local:///cat.jpg"))).status == 200
+    assert pool.started == 2
+
+
+async def test_work_of_a_client_that_hung_up_is_never_started(make_client, images):
+    (images / "cat.jpg").write_bytes(jpeg(200, 150))
+    client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_TIMEOUT="30")
+    pool = client.app[STATE].pool
+    blocker = Blocker(pool)
+    await blocker.start()
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await client.get(signed("/rs:fit:60:60/plain/local:///cat.jpg"),
+                             timeout=aiohttp.ClientTimeout(total=0.3))
+        await wait_until(lambda: pool.admitted == 0)  # the server let go of it
+    finally:
+        await blocker.release()
+    assert pool.started == 1
+    assert pool.busy == 0
+
+
+async def test_a_cancelled_job_keeps_its_worker_until_the_thread_is_done():
+    pool = WorkerPool(workers=1, queue_size=0)
+    blocker = Blocker(pool)
+    await blocker.start()
+    assert blocker.task is not None
+    blocker.task.cancel()  # the request gave up; libvips cannot be interrupted
+    await asyncio.gather(blocker.task, return_exceptions=True)
+    assert pool.busy == 1  # the thread still works: its slot is not handed out
+    waiting = asyncio.create_task(pool.run(lambda: "next"))
+    await asyncio.sleep(0)  # let it reach the semaphore
+    assert not waiting.done() and pool.started == 1
+    blocker.hold.set()
+    assert (await asyncio.wait_for(waiting, 5))[0] == "next"
+    assert pool.busy == 0 and pool.started == 2
+    pool.shutdown()
+
+
+async def test_errors_in_jobs_release_their_worker():
+    pool = WorkerPool(workers=1, queue_size=0)
+
+    def boom() -> None:
+        raise ValueError("bad input")
+
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            await pool.run(boom)
+    assert pool.busy == 0 and (await pool.run(lambda: 7))[0] == 7
+    pool.shutdown()

@@ -1,0 +1,348 @@
+"""HTTP(S) sources against a real origin on 127.0.0.1: SSRF guard, redirects, limits.
+
+Every socket connect made in this module is recorded; a test fails if anything
+tried to dial an address that is not loopback, so "refused before dialling" is
+checked on the wire, not inferred from timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from aiohttp.resolver import DefaultResolver
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from conftest import make_settings, signed
+from imagegen import jpeg, load
+from proxy.errors import SourceNotFound
+from proxy.options import encode_source
+from proxy.sources import Sources
+from proxy.sources.http import (
+    BlockedAddress,
+    GuardedResolver,
+    guarded_socket_factory,
+    status_error,
+)
+from proxy.sources.netguard import AddressPolicy
+
+LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1"}
+IMAGE = jpeg(64, 48)
+
+
+@pytest.fixture(autouse=True)
+def dialled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every address a socket in this process connects to, during one test."""
+    seen: list[str] = []
+    original = socket.socket.connect
+
+    def connect(sock: socket.socket, address: object) -> None:
+        if isinstance(address, tuple):
+            seen.append(str(address[0]))
+        return original(sock, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    yield seen
+    leaked = [a for a in seen if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+    assert not leaked, f"connections left loopback: {leaked}"
+
+
+@dataclass
+class Origin:
+    """A real origin server; it records what it received."""
+
+    server: TestServer
+    requests: list[web.Request] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    streamed: int = 0
+    peers: list[tuple[str, int]] = field(default_factory=list)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server.port}{path}"
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[Origin]:
+    app = web.Application()
+    state = Origin(TestServer(app, host="127.0.0.1"))
+
+    async def image(request: web.Request) -> web.Response:
+        state.requests.append(request)
+        assert request.transport is not None
+        state.peers.append(request.transport.get_extra_info("peername")[:2])
+        return web.Response(body=IMAGE, content_type="image/jpeg", headers={
+            "Set-Cookie": "session=abc; Path=/", "ETag": '"v1"',
+            "Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Cache-Control": "max-age=60", "Expires": "Thu, 22 Oct 2015 07:28:00 GMT"})
+
+    async def redirect(request: web.Request) -> web.Response:
+        state.requests.append(request)
+        raise web.HTTPFound(request.query["to"])
+
+    async def chain(request: web.Request) -> web.Response:
+        state.requests.append(request)
+        hops = int(request.match_info["n"])
+        raise web.HTTPFound(f"/chain/{hops - 1}" if hops > 1 else "/img.jpg")
+
+    async def status(request: web.Request) -> web.Response:
+        state.requests.append(request)
+        return web.Response(status=int(request.match_info["code"]), text="origin says no")
+
+    async def slow(request: web.Request) -> web.Response:
+        state.requests.append(request)
+        await state.release.wait()
+        return web.Response(body=IMAGE, content_type="image/jpeg")
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        """A chunked body that never ends; stops when the client hangs up."""
+        state.requests.append(request)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"\xff" * 65536
+        try:
+            while state.streamed < 1024**3:  # a bound for a broken client, never reached
+                await response.write(chunk)
+                state.streamed += len(chunk)
+        finally:  # the client hung up: a write failed or aiohttp cancelled the handler
+            state.closed.set()
+        return response
+
+    async def declared_huge(request: web.Request) -> web.StreamResponse:
+        state.requests.append(request)
+        response = web.StreamResponse(headers={"Content-Length": str(512 * 1024**2)})
+        await response.prepare(request)
+        await state.release.wait()
+        return response
+
+    async def truncated(request: web.Request) -> web.StreamResponse:
+        state.requests.append(request)
+        response = web.StreamResponse(headers={"Content-Length": str(len(IMAGE))})
+        await response.prepare(request)
+        await response.write(IMAGE[:100])
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app.router.add_get("/img.jpg", image)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/chain/{n}", chain)
+    app.router.add_get("/status/{code}", status)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/endless", endless)
+    app.router.add_get("/declared-huge", declared_huge)
+    app.router.add_get("/truncated", truncated)
+    await state.server.start_server()
+    yield state
+    state.release.set()
+    await state.server.close()
+
+
+def image_path(source: str, encoding: str = "base64") -> str:
+    return signed("/rs:fit:32:32/" + encode_source(source, encoding))
+
+
+async def test_origin_is_refused_by_default_and_served_with_loopback_allowed(
+        make_client, origin: Origin, dialled: list[str]) -> None:
+    client = await make_client()
+    response = await client.get(image_path(origin.url("/img.jpg")))
+    assert response.status == 404
+    assert origin.requests == []
+    assert str(origin.server.port) not in " ".join(dialled)
+
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(origin.url("/img.jpg")))
+    assert response.status == 200
+    out = load(await response.read())
+    assert (out.width, out.height) == (32, 24)
+    assert len(origin.requests) == 1
+    assert origin.requests[0].headers["User-Agent"] == "vipsgate/0.1"
+    assert "127.0.0.1" in dialled  # the recorder sees this event loop's connects
+
+
+async def test_hostname_resolving_to_loopback_is_refused(make_client, origin: Origin) -> None:
+    client = await make_client()
+    response = await client.get(image_path(origin.url("/img.jpg", host="localhost")))
+    assert response.status == 404
+    assert origin.requests == []
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(origin.url("/img.jpg", host="localhost")))
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("host", [
+    "2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1", "[::ffff:127.0.0.1]", "[::1]",
+    "[64:ff9b::7f00:1]"])
+async def test_other_spellings_of_loopback_are_refused(make_client, origin: Origin,
+                                                       host: str) -> None:
+    client = await make_client()
+    response = await client.get(image_path(origin.url("/img.jpg", host=host)))
+    assert response.status == 404
+    assert origin.requests == []
+
+
+async def test_query_string_and_user_agent_reach_the_origin(make_client, origin: Origin) -> None:
+    client = await make_client(IMGPROXY_USER_AGENT="thumbs/%current_version (+ops@x)",
+                               **LOOPBACK)
+    for encoding in ("base64", "plain"):
+        response = await client.get(image_path(origin.url(f"/img.jpg?w=1&e={encoding}"),
+                                               encoding))
+        assert response.status == 200
+    assert [dict(r.query) for r in origin.requests] == [{"w": "1", "e": "base64"},
+                                                        {"w": "1", "e": "plain"}]
+    assert origin.requests[0].headers["User-Agent"] == "thumbs/0.1.0 (+ops@x)"
+    assert "Cookie" not in origin.requests[1].headers  # no jar shared between requests
+
+
+@pytest.mark.parametrize("target", [
+    "http://10.0.0.1/img.jpg", "http://169.254.169.254/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]/", "http://[64:ff9b::a00:1]/", "http://0.0.0.0/",
+    "http://192.168.1.1:8080/x"])
+async def test_redirect_to_private_or_metadata_address_is_refused_before_dialling(
+        make_client, origin: Origin, dialled: list[str], target: str) -> None:
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(origin.url(f"/redirect?to={target}")))
+    assert response.status == 404
+    assert (await response.text()).strip() == "Invalid source URL"
+    assert len(origin.requests) == 1
+    assert URL(target).host not in dialled
+
+
+async def test_redirects_are_followed_up_to_the_limit(make_client, origin: Origin) -> None:
+    client = await make_client(IMGPROXY_MAX_REDIRECTS="3", **LOOPBACK)
+    assert (await client.get(image_path(origin.url("/chain/3")))).status == 200
+    origin.requests.clear()
+    response = await client.get(image_path(origin.url("/chain/4")))
+    assert response.status == 404
+    assert [r.path for r in origin.requests] == ["/chain/4", "/chain/3", "/chain/2", "/chain/1"]
+
+
+async def test_allowed_sources_are_checked_on_every_redirect(make_client,
+                                                             origin: Origin) -> None:
+    prefix = f"http://127.0.0.1:{origin.server.port}/"
+    client = await make_client(IMGPROXY_ALLOWED_SOURCES=f"{prefix}redirect,{prefix}chain/",
+                               **LOOPBACK)
+    response = await client.get(image_path(origin.url("/redirect?to=/img.jpg")))
+    assert response.status == 404
+    assert [r.path for r in origin.requests] == ["/redirect"]
+    assert (await client.get(image_path(origin.url("/img.jpg")))).status == 404
+    response = await client.get(image_path(origin.url("/redirect?to=/chain/1")))
+    assert response.status == 404  # /chain/1 is allowed, its redirect to /img.jpg is not
+    assert [r.path for r in origin.requests] == ["/redirect", "/redirect", "/chain/1"]
+
+
+async def test_redirect_to_another_scheme_is_refused(make_client, images,
+                                                     origin: Origin) -> None:
+    (images / "secret.jpg").write_bytes(IMAGE)
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(origin.url("/redirect?to=local:///secret.jpg")))
+    assert response.status == 404
+
+
+async def test_endless_body_is_cut_off_at_the_size_limit(make_client, origin: Origin) -> None:
+    limit = 256 * 1024
+    client = await make_client(IMGPROXY_MAX_SRC_FILE_SIZE=str(limit), **LOOPBACK)
+    response = await client.get(image_path(origin.url("/endless")))
+    assert response.status == 422
+    async with asyncio.timeout(10):
+        await origin.closed.wait()  # the proxy hung up on the origin mid-body
+    assert origin.streamed < 64 * 1024**2
+
+
+async def test_declared_length_over_the_limit_is_refused_without_reading(
+        make_client, origin: Origin) -> None:
+    client = await make_client(IMGPROXY_MAX_SRC_FILE_SIZE="1MiB", IMGPROXY_DOWNLOAD_TIMEOUT="30",
+                               **LOOPBACK)
+    response = await client.get(image_path(origin.url("/declared-huge")))
+    assert response.status == 422
+
+
+async def test_slow_origin_times_out_with_504(make_client, origin: Origin) -> None:
+    client = await make_client(IMGPROXY_DOWNLOAD_TIMEOUT="0.5", **LOOPBACK)
+    response = await client.get(image_path(origin.url("/slow")))
+    assert response.status == 504
+    assert len(origin.requests) == 1
+
+
+async def test_body_cut_short_is_422(make_client, origin: Origin) -> None:
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(origin.url("/truncated")))
+    assert response.status == 422
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (500, 502), (503, 502), (403, 403), (401, 401), (429, 429), (404, 404), (410, 404)])
+async def test_origin_status_mapping(make_client, origin: Origin, code: int,
+                                     expected: int) -> None:
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(origin.url(f"/status/{code}")))
+    assert response.status == expected
+    assert "origin says no" not in await response.text()
+
+
+async def test_connection_refused_is_502(make_client, origin: Origin) -> None:
+    port = origin.server.port
+    await origin.server.close()
+    client = await make_client(**LOOPBACK)
+    response = await client.get(image_path(f"http://127.0.0.1:{port}/img.jpg"))
+    assert response.status == 502
+
+
+async def test_meta_and_headers_come_from_the_origin(origin: Origin) -> None:
+    settings = make_settings(**LOOPBACK)
+    async with Sources(settings) as sources:
+        fetched = await sources.fetch(origin.url("/img.jpg"))
+    assert fetched.data == IMAGE
+    meta = fetched.meta
+    assert (meta.etag, meta.content_type, meta.cache_control, meta.size) == (
+        '"v1"', "image/jpeg", "max-age=60", len(IMAGE))
+    assert meta.last_modified == "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert meta.expires == "Thu, 22 Oct 2015 07:28:00 GMT"
+
+
+async def test_one_session_serves_every_request(make_client, origin: Origin) -> None:
+    from proxy.server import STATE
+    client = await make_client(**LOOPBACK)
+    http = client.app[STATE].sources.by_scheme["http"]
+    session = http.session
+    for i in range(3):
+        assert (await client.get(image_path(origin.url(f"/img.jpg?n={i}")))).status == 200
+    assert http.session is session and not session.closed
+    assert len(set(origin.peers)) == 1  # one kept-alive connection from the shared pool
+
+
+async def test_guarded_resolver_filters_real_resolution() -> None:
+    refusing = GuardedResolver(AddressPolicy(), DefaultResolver())
+    with pytest.raises(BlockedAddress):
+        await refusing.resolve("localhost", 80)
+    allowing = GuardedResolver(AddressPolicy(allow_loopback=True), DefaultResolver())
+    results = await allowing.resolve("localhost", 80)
+    assert results and all(ipaddress.ip_address(r["host"]).is_loopback for r in results)
+    await refusing.close()
+    await allowing.close()
+
+
+def test_socket_factory_refuses_to_dial_forbidden_addresses() -> None:
+    factory = guarded_socket_factory(AddressPolicy(allow_loopback=True))
+    stream = (socket.AF_INET, socket.SOCK_STREAM, 0, "")
+    with pytest.raises(BlockedAddress):
+        factory((*stream, ("169.254.169.254", 80)))
+    with pytest.raises(BlockedAddress):
+        factory((socket.AF_INET6, socket.SOCK_STREAM, 0, "", ("::ffff:10.0.0.1", 80, 0, 0)))
+    sock = factory((*stream, ("127.0.0.1", 80)))
+    sock.close()
+
+
+def test_status_mapping_function() -> None:
+    assert status_error(200, "u") is None
+    assert isinstance(status_error(404, "u"), SourceNotFound)
+    assert status_error(418, "u").status == 418  # type: ignore[union-attr]
+    assert status_error(502, "u").status == 502  # type: ignore[union-attr]
+    assert status_error(302, "u").status == 502  # type: ignore[union-attr]
