@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench loadtest memcheck install clean
+.PHONY: run test lint bench loadtest memcheck install clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -26,7 +26,21 @@ install: $(STAMP)
 run: $(STAMP)
 	VIPSGATE_PLAYGROUND=1 $(BIN)/vipsgate serve $(ARGS)
 
-test: $(STAMP)
+# Debian's chromium for the browser tests (tests/test_browser.py). Never fails: without
+# it those tests skip. Playwright drives it, so no browser download is needed.
+browser:
+	@[ -x /usr/bin/chromium ] || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the browser tests..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	      && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	      || echo "Could not install chromium: the browser tests will be skipped"; \
+	  else \
+	    echo "Chromium not available: install Debian's chromium package (browser tests skip)"; \
+	  fi; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check proxy tests loadtest
 	$(BIN)/python -m pytest $(ARGS)
 

@@ -80,6 +80,9 @@ def serve(settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def
         if isinstance(forked, ExitCode):
             return forked.code
         index = forked
+        n = settings.processes  # the cache sizes are totals: each process gets its share
+        settings = dataclasses.replace(settings, result_cache_bytes=settings.result_cache_bytes
+                                       // n, source_cache_bytes=settings.source_cache_bytes // n)
     import pyvips
 
     from .server import create_app

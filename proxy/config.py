@@ -139,7 +139,8 @@ class Settings:
                                "0 = CPUs / processes")
     processes: int = setting(1, "VIPSGATE_PROCESSES", parse=_int(1, 256),
                              doc="Server processes sharing the port (SO_REUSEPORT), each with "
-                                 "its own workers and caches")
+                                 "its own workers, caches (the cache sizes are split) and "
+                                 "/metrics")
     requests_queue_size: int = setting(
         64, "IMGPROXY_REQUESTS_QUEUE_SIZE", parse=_int(0),
         doc="Requests waiting for a worker before 429 (0 = unbounded; imgproxy's default)")
@@ -220,7 +221,7 @@ class Settings:
     max_src_file_size: int = setting(64 * 1024**2, "IMGPROXY_MAX_SRC_FILE_SIZE", parse=_bytes,
                                      doc="Largest source in bytes, enforced while streaming")
     max_src_resolution: float = setting(50.0, "IMGPROXY_MAX_SRC_RESOLUTION", parse=_float(0.001),
-                                        doc="Largest source in megapixels (all frames)")
+                                        doc="Largest source in megapixels (kept frames summed)")
     max_animation_frames: int = setting(100, "IMGPROXY_MAX_ANIMATION_FRAMES", parse=_int(1),
                                         doc="Frames of an animation kept (1 = first frame only)")
     max_animation_frame_resolution: float = setting(

@@ -141,24 +141,23 @@ def plan(o: ProcessingOptions, src_w: int, src_h: int, max_dimension: int = 0,
         src_w, src_h = crop
     sx, sy, dpr = calc_scale(o, src_w, src_h, vector)
     sizes = _sizes(o, src_w, src_h, sx, sy, dpr)
-    if max_dimension:
-        out_w = _min_non_zero(sizes.scaled[0], sizes.result_crop[0])
-        out_h = _min_non_zero(sizes.scaled[1], sizes.result_crop[1])
-        if o.extend.enabled:
-            out_w, out_h = max(out_w, sizes.target[0]), max(out_h, sizes.target[1])
-        elif sizes.aspect:
-            out_w, out_h = max(out_w, sizes.aspect[0]), max(out_h, sizes.aspect[1])
-        top, right, bottom, left = (round(p * dpr) for p in o.padding)
-        out_w, out_h = out_w + left + right, out_h + top + bottom
-        if out_w > max_dimension or out_h > max_dimension:
-            factor = max_dimension / max(out_w, out_h)
-            sx, sy = max(sx * factor, 1 / src_w), max(sy * factor, 1 / src_h)
-            dpr *= factor
-            sizes = _sizes(o, src_w, src_h, sx, sy, dpr)
     padding = tuple(round(p * dpr) for p in o.padding)  # Go's ScaleToEven rounds half to even
-    extend_to = sizes.target if o.extend.enabled else None
-    return Plan(crop, (sx, sy), sizes.result_crop, extend_to, sizes.aspect,
-                padding, dpr)  # type: ignore[arg-type]
+    result = Plan(crop, (sx, sy), sizes.result_crop, sizes.target if o.extend.enabled else None,
+                  sizes.aspect, padding, dpr)  # type: ignore[arg-type]
+    # imgproxy's limitScale; then re-check, because rounding the parts can overshoot by 1-2px
+    for _ in range(4):
+        out = max(result_size(result, src_w, src_h)) if max_dimension else 0
+        if out <= max_dimension:
+            break
+        factor = (max_dimension - 0.5 * _) / out
+        sx, sy = max(sx * factor, 1 / src_w), max(sy * factor, 1 / src_h)
+        dpr *= factor
+        sizes = _sizes(o, src_w, src_h, sx, sy, dpr)
+        padding = tuple(round(p * dpr) for p in o.padding)
+        result = Plan(crop, (sx, sy), sizes.result_crop,
+                      sizes.target if o.extend.enabled else None, sizes.aspect,
+                      padding, dpr)  # type: ignore[arg-type]
+    return result
 
 
 def gravity_offset(g: Gravity, outer: tuple[int, int], inner: tuple[int, int],

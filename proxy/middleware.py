@@ -81,8 +81,10 @@ async def _handle(request: web.Request,
         response = error_response(exc, settings)
         if exc.status != 304:
             trace.error, trace.reason = exc.category, exc.reason
-    except web.HTTPException as exc:
-        response = exc
+    except web.HTTPException as exc:  # aiohttp's own 404/405 and redirects
+        response = web.Response(status=exc.status, reason=exc.reason, text=exc.text,
+                                headers={k: v for k, v in exc.headers.items()
+                                         if k.lower() != "content-length"})
     except asyncio.CancelledError:
         raise
     except Exception as exc:

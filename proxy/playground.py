@@ -59,7 +59,8 @@ class Playground:
                             content_type="text/html", charset="utf-8")
 
     async def redirect(self, request: web.Request) -> web.Response:
-        raise web.HTTPFound(f"{self.settings.path_prefix}/playground")
+        return web.Response(status=302,
+                            headers={"Location": f"{self.settings.path_prefix}/playground"})
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.path.rsplit("/", 1)[1]
@@ -78,8 +79,7 @@ class Playground:
         """Option fields in, ``{path, url, srcset, picture}`` out (400 when invalid)."""
         try:
             form = await read_form(request)
-            result = self.build(form, str(request.url.origin()) + self.settings.path_prefix,
-                                request.app[STATE].parser)
+            result = self.build(form, str(request.url.origin()), request.app[STATE].parser)
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=400, headers=NO_CACHE)
         return web.json_response(result, headers=NO_CACHE)
@@ -90,7 +90,9 @@ class Playground:
             return UrlBuilder(base_url, encode=encode)
         return UrlBuilder(base_url, s.keys[0], s.salts[0], s.signature_size, encode)
 
-    def build(self, form: dict[str, Any], base_url: str, parser: Any) -> dict[str, Any]:
+    def build(self, form: dict[str, Any], origin: str, parser: Any) -> dict[str, Any]:
+        """``path`` includes the path prefix; ``url`` is ``origin`` + ``path``."""
+        prefix = self.settings.path_prefix
         source = str(form.get("source") or "").strip()
         if not source.startswith(SOURCE_PREFIXES) or len(source) > 2048:
             raise BadRequest("source must start with local:///, http:// or https://")
@@ -98,7 +100,7 @@ class Playground:
         options = {name: _field(form, name, kind) for name, kind in FIELDS.items()}
         options = {name: value for name, value in options.items() if value not in (None, "")}
         encode = "plain" if form.get("encode") == "plain" else "base64"
-        builder = self.builder(base_url, encode)
+        builder = self.builder(origin + prefix, encode)
         try:
             image = builder.url(source, width, height, **options)
             # srcset and <picture> vary dpr themselves; <picture> offers every format
@@ -108,8 +110,8 @@ class Playground:
                                       alt=source.rsplit("/", 1)[-1], **rest)
         except (TypeError, ValueError) as exc:
             raise BadRequest(str(exc)) from None
-        path = image.url[len(base_url):]
-        signed = "/" + path.lstrip("/").partition("/")[2]
+        path = image.url[len(origin):]
+        signed = "/" + path[len(prefix):].lstrip("/").partition("/")[2]
         try:  # the server's own parser: presets, allowed options, security options
             parsed = parse_path(signed, parser)
         except ProxyError as exc:
@@ -120,7 +122,12 @@ class Playground:
 
 
 async def read_form(request: web.Request) -> dict[str, Any]:
-    body = await request.content.read(MAX_BODY + 1)
+    body = b""
+    while len(body) <= MAX_BODY:  # read() returns what has arrived so far
+        chunk = await request.content.read(MAX_BODY + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     if len(body) > MAX_BODY:
         raise BadRequest("request body too large")
     try:

@@ -254,7 +254,8 @@ def test_deployment_hardening(values_name: str) -> None:
     stop_timeout = int(env["IMGPROXY_GRACEFUL_STOP_TIMEOUT"])
     grace = values.get("shutdown", {}).get("gracePeriodSeconds", 20)
     assert stop_timeout == grace
-    assert pod["terminationGracePeriodSeconds"] >= stop_timeout + 10
+    drain = int(env["VIPSGATE_DRAIN_DELAY"])
+    assert pod["terminationGracePeriodSeconds"] >= drain + stop_timeout + 10
 
     assert pod["topologySpreadConstraints"]
     selector = deployment["spec"]["selector"]["matchLabels"]
@@ -306,7 +307,11 @@ def test_full_values_features() -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert "checksum/secret" not in deployment["spec"]["template"]["metadata"]["annotations"]
     assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
-    assert pod["terminationGracePeriodSeconds"] == 30 + 5 + 10
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    drain = int(env["VIPSGATE_DRAIN_DELAY"])
+    assert drain == 5  # the chart's default drain delay
+    # preStop sleep + drain delay + graceful stop timeout + 10 s to exit
+    assert pod["terminationGracePeriodSeconds"] == 5 + drain + 30 + 10
 
     ingress = _one(objects, "Ingress")
     annotations = ingress["metadata"]["annotations"]

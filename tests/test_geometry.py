@@ -7,6 +7,8 @@ The tables are imgproxy's ``processing/processing_test.go`` (a 200x100 source):
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import signed
 from imagegen import jpeg, load, photo, solid
@@ -313,3 +315,17 @@ async def test_extend_pads_with_background_in_the_gravity_position(make_client, 
     assert (image.width, image.height) == (100, 100)
     assert image.getpoint(10, 50)[:3] == [255, 0, 0]  # image at the west edge
     assert image.getpoint(90, 50)[:3] == [0, 0, 255]  # background on the east
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["fit", "fill", "fill-down", "force", "auto"]),
+       width=st.integers(0, 6000), height=st.integers(0, 6000), dpr=st.sampled_from([1, 2, 3]),
+       enlarge=st.booleans(), extend=st.booleans(),
+       padding=st.tuples(*[st.sampled_from([0, 1, 7, 333, 3000])] * 4),
+       src=st.tuples(st.integers(1, 9000), st.integers(1, 9000)), cap=st.integers(16, 2000))
+def test_result_dimension_cap_is_never_exceeded(kind, width, height, dpr, enlarge, extend,
+                                                 padding, src, cap):
+    o = ProcessingOptions(resizing_type=kind, width=width, height=height, dpr=dpr,
+                          enlarge=enlarge, extend=Extend(extend), padding=padding)
+    p = plan(o, *src, max_dimension=cap)
+    assert max(result_size(p, *src)) <= cap

@@ -197,3 +197,32 @@ async def test_errors_in_jobs_release_their_worker():
             await pool.run(boom)
     assert pool.busy == 0 and (await pool.run(lambda: 7))[0] == 7
     pool.shutdown()
+
+
+async def test_the_app_trims_memory_only_while_idle(make_client):
+    from proxy import memory
+    if not memory.available():
+        pytest.skip("no glibc malloc_trim here")
+    client = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0.05")
+    assert any(t.get_name() == "malloc-trim" for t in asyncio.all_tasks())
+    pool = client.app[STATE].pool
+    asked = asyncio.Event()
+    answers: list[bool] = []
+
+    def idle() -> bool:
+        answers.append(pool.idle)
+        if len(answers) >= 3:
+            asked.set()
+        return answers[-1]
+
+    blocker = Blocker(pool)
+    await blocker.start()  # a busy worker: the trimmer must see it and leave memory alone
+    try:
+        async with memory.trimmer(0.01, idle):
+            await asyncio.wait_for(asked.wait(), 5)
+    finally:
+        await blocker.release()
+    assert answers[:3] == [False, False, False] and pool.idle
+    off = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0")
+    assert off.app[STATE].pool is not None
+    assert sum(t.get_name() == "malloc-trim" for t in asyncio.all_tasks()) == 1

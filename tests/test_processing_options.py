@@ -170,13 +170,18 @@ def test_blur_keeps_transparency_clean():
     assert 0 < edge[3] < 255 and edge[0] > 250
 
 
-def test_pixelate_makes_uniform_blocks():
-    _, out = run(png(photo(50, 37)), "pix:8")
+def test_pixelate_makes_uniform_blocks_of_the_mean_colour():
+    source = photo(50, 37)
+    _, out = run(png(source), "pix:8")
     assert (out.width, out.height) == (50, 37)
     for left in range(0, 50, 8):
         for top in range(0, 37, 8):
-            block = out.crop(left, top, min(8, 50 - left), min(8, 37 - top))
-            assert all(block[b].max() == block[b].min() for b in range(3)), (left, top)
+            box = (left, top, min(8, 50 - left), min(8, 37 - top))
+            block = out.crop(*box)
+            assert all(block[b].max() == block[b].min() for b in range(3)), box
+            if box[2:] == (8, 8):  # a whole block is the mean of the source block
+                want = [source.crop(*box)[b].avg() for b in range(3)]
+                assert close(px(block, 0, 0), want, 1), box
     assert out(0, 0) != out(8, 0) or out(0, 0) != out(0, 8)  # blocks are not all equal
 
 

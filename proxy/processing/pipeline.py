@@ -273,20 +273,36 @@ def check_resolution(width: int, height: int, frames: int, o: ProcessingOptions,
         raise ImageTooLarge(f"Source image is too large: {width}x{height}x{frames}")
 
 
+VECTOR_MAX_SIDE = 16384  # librsvg renders tile by tile: the cost grows with the side too
+
+
 def vector_guard(p: Plan, o: ProcessingOptions, config: ProcessingConfig, width: int,
                  height: int, out_w: int, out_h: int) -> Plan:
-    """Shrink an SVG's plan so that its raster stays within the resolution limit.
+    """Shrink an SVG's plan so that its raster stays within the limits, or refuse it.
 
     Like imgproxy's vectorGuardScale: vector sources skip the source-resolution
     check, so a 10,000,000 px canvas is rendered smaller, never at full size.
+    The rendered area stays within the resolution limit and its longest side
+    within ``VECTOR_MAX_SIDE`` (or the result cap, if larger); a canvas that
+    cannot fit even at one pixel high (10,000,000 x 1) is refused.
     """
     limit = (o.max_src_resolution or config.max_src_resolution) * 1_000_000
-    render = min(p.scale)  # the scale _load_shrink asks librsvg for
-    pixels = max(width * render * height * render, out_w * out_h)
-    if pixels <= limit:
+    cap = o.max_result_dimension if o.max_result_dimension is not None \
+        else config.max_result_dimension
+    side_cap = max(VECTOR_MAX_SIDE, cap)
+
+    def excess(q: Plan, ow: int, oh: int) -> float:
+        render = min(q.scale)  # the scale _load_shrink asks librsvg for
+        area = max(width * render * height * render, ow * oh) / limit
+        return max(area ** 0.5, max(width, height) * render / side_cap)
+
+    over = excess(p, out_w, out_h)
+    if over <= 1:
         return p
-    factor = (limit / pixels) ** 0.5
-    return plan(o, width, height, max(1, int(max(out_w, out_h) * factor)), True)
+    p = plan(o, width, height, max(1, int(max(out_w, out_h) / over)), True)
+    if excess(p, *result_size(p, width, height)) > 1.001:
+        raise ImageTooLarge(f"SVG of {width}x{height} cannot be rendered within the limits")
+    return p
 
 
 def _orientation(header: pyvips.Image, o: ProcessingOptions, config: ProcessingConfig) -> int:

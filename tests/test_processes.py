@@ -1,0 +1,82 @@
+"""``vipsgate serve --processes N``: N servers share one port; the parent supervises."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_KEY, TEST_SALT
+from proxy.config import from_env
+from proxy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        found.update(int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    return found
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, set[int]]]:
+    port = _free_port()
+    env = {**os.environ, "IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT,
+           "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(tmp_path), "VIPSGATE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1",
+                             "--port", str(port), "--processes", "2"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pids = set()
+    try:
+        while len(pids) < 2:  # each process prints one line once it listens
+            line = proc.stdout.readline()
+            assert line, f"server exited early with {proc.wait(10)}"
+            if "listening on" in line:
+                pids.add(int(line.rsplit("process ", 1)[1].rstrip(")\n")))
+        yield proc, port, pids
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
+
+
+def test_two_processes_share_the_port_and_stop_together(server) -> None:  # type: ignore[no-untyped-def]
+    proc, port, pids = server
+    assert _children(proc.pid) == pids
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+        assert answer.status == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # reaped by the parent
+
+
+def test_a_crashed_process_stops_the_server_with_an_error(server) -> None:  # type: ignore[no-untyped-def]
+    proc, _, pids = server
+    os.kill(min(pids), signal.SIGKILL)
+    assert proc.wait(20) == 1  # the orchestrator restarts the whole server
+
+
+def test_processes_setting_is_validated() -> None:
+    base = {"IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT}
+    settings = from_env({**base, "VIPSGATE_PROCESSES": "2", "IMGPROXY_WORKERS": "0"})
+    assert settings.processes == 2
+    assert settings.worker_count == max(1, (os.cpu_count() or 1) // 2)
+    with pytest.raises(ConfigError, match="VIPSGATE_PROCESSES"):
+        from_env({**base, "VIPSGATE_PROCESSES": "0"})
