@@ -15,10 +15,13 @@ $(BIN)/python:
 	    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; \
 	  fi; \
 	  $(PYTHON) -m venv $(VENV) || { echo "Install python3-venv (apt-get install python3-venv)"; exit 1; }; }
-	@$(BIN)/python -m pip install -q --upgrade pip uv
 
+# uv (from PyPI, into the venv) installs the project and its test tools quickly
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/uv pip install -q -p $(BIN)/python -e '.[test,bench]'
+	@$(BIN)/python -m uv --version >/dev/null 2>&1 || { \
+	  $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null; \
+	  $(BIN)/python -m pip install -q --upgrade pip uv; }
+	$(BIN)/python -m uv pip install -q -p $(BIN)/python -e '.[test,bench]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -137,6 +137,9 @@ class Settings:
     workers: int = setting(0, "IMGPROXY_WORKERS", parse=_int(0, 1024),
                            doc="Images processed at once per process (threads); "
                                "0 = CPUs / processes")
+    executor: str = setting("thread", "VIPSGATE_EXECUTOR", parse=_choice("thread", "process"),
+                            doc="Where pixel work runs: `thread`s, or worker `process`es "
+                                "(no GIL contention with the event loop)")
     processes: int = setting(1, "VIPSGATE_PROCESSES", parse=_int(1, 256),
                              doc="Server processes sharing the port (SO_REUSEPORT), each with "
                                  "its own workers, caches (the cache sizes are split) and "

@@ -35,6 +35,7 @@ from . import __version__
 disable_created_metrics()  # no *_created series: they double the output for nothing
 STAGES = ("queue", "fetch", "process")
 _SECONDS = (.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+_STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 _BYTES = tuple(float(2 ** n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
 
 
@@ -218,6 +219,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.in_flight = 0
         self.live: LiveState | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         ns, reg = namespace, self.registry
         self.requests = Counter("requests", "Image requests by status class and format",
                                 ["status", "format"], namespace=ns, registry=reg)
@@ -241,21 +243,31 @@ class Metrics:
         """Read caches, queue and workers from ``state`` at every scrape."""
         self.live = state
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the lookup is a hot-path cost per request."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe(self, trace: RequestTrace) -> None:
-        self.requests.labels(f"{trace.status // 100}xx", trace.format or "none").inc()
+        child = self._child
+        child(self.requests, _STATUS_CLASS.get(trace.status // 100, "other"),
+              trace.format or "none").inc()
         self.duration.observe(trace.duration)
         for stage, seconds in trace.stages.items():
-            self.stage.labels(stage).observe(seconds)
+            child(self.stage, stage).observe(seconds)
         if trace.cache:
-            self.cache.labels("result", trace.cache).inc()
+            child(self.cache, "result", trace.cache).inc()
         if trace.source_cache:
-            self.cache.labels("source", trace.source_cache).inc()
+            child(self.cache, "source", trace.source_cache).inc()
             if trace.source_cache == "miss":
                 self.source_bytes.observe(trace.source_bytes)
         if 200 <= trace.status < 300 and trace.format:
             self.result_bytes.observe(trace.bytes)
         if trace.error:
-            self.errors.labels(trace.error).inc()
+            child(self.errors, trace.error).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,7 +42,7 @@ async def trace_middleware(request: web.Request,
     settings, metrics = request.app[SETTINGS], request.app[METRICS]
     given = request.headers.get("X-Request-ID", "")
     image = request.match_info.route.name == IMAGE_ROUTE
-    trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else uuid.uuid4().hex,
+    trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else os.urandom(16).hex(),
                          method=request.method,
                          path=redact(request.raw_path, settings.path_prefix, image))
     request[TRACE] = trace
@@ -156,14 +156,40 @@ def access_fields(trace: RequestTrace) -> dict[str, Any]:
     return fields
 
 
+class _Seconds:
+    """``strftime`` once per second, not once per log line (a hot-path cost)."""
+
+    def __init__(self, fmt: str, convert: Any) -> None:
+        self.fmt, self.convert = fmt, convert
+        self.second, self.text = -1, ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.second, self.text = second, time.strftime(self.fmt, self.convert(second))
+        return self.text
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message`` with the timestamp formatted once per second."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._seconds = _Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, plus a record's ``fields``,
     ``request_id`` and ``path`` extras, and ``exc`` for a traceback."""
 
+    _seconds = _Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                  + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._seconds(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(), "logger": record.name,
             "msg": record.getMessage(),
         }
@@ -179,12 +205,11 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str, fmt: str) -> None:
     """Root logging to stderr: JSON lines, or ``time level logger: message`` text."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # libvips' own chatter ("VIPS: reducev: ...") arrives at INFO through pyvips
+    # pyvips logs every call at DEBUG; libvips itself forwards only warnings (pipeline.py)
     logging.getLogger("pyvips").setLevel("DEBUG" if level == "debug" else "WARNING")

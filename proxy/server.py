@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pyvips
 from aiohttp import web
+from cachetools import LRUCache
 
 from . import memory
 from .cache import ByteLRU, Outcome, result_key
@@ -42,6 +43,7 @@ from .sources import Fetched, SourceMeta, Sources
 from .workers import WorkerPool
 
 log = logging.getLogger("vipsgate")
+MEMO_SIZE = 20_000
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
@@ -94,6 +96,10 @@ class ImageHandler:
     def __init__(self, state: State) -> None:
         self.state = state
         self.settings = state.settings
+        # per-URL work that repeats on every hit: bounded memos (LRU by count)
+        self.verified: LRUCache[str, ParsedPath] = LRUCache(maxsize=MEMO_SIZE)
+        self.keys: LRUCache[tuple[int, str], tuple[ParsedPath, tuple[str, str, str]]] = \
+            LRUCache(maxsize=MEMO_SIZE)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         trace = request[TRACE]
@@ -104,7 +110,7 @@ class ImageHandler:
                            enforce_webp=self.settings.enforce_webp,
                            enforce_avif=self.settings.enforce_avif)
         trace.source_scheme = urlsplit(parsed.source).scheme
-        key = result_key(parsed.options, parsed.source, policy.key, self.state.processing)
+        key = self.key_for(parsed, policy)
         try:
             async with asyncio.timeout(self.settings.timeout):
                 fetched = await self.revalidate(request, parsed, policy, key, trace)
@@ -132,17 +138,35 @@ class ImageHandler:
                 raise Forbidden(f"Client {address} is not allowed")
 
     def parse_and_verify(self, raw_path: str) -> ParsedPath:
+        """Signature check and parse, memoised by the exact signed path.
+
+        A memo hit means this very (signature, path) verified before, and the
+        settings cannot change while the server runs; only ``exp`` is time-bound.
+        """
         path = raw_path.split("?", 1)[0]
-        signature, signed = split_signature(path, self.settings.path_prefix)
-        if not self.state.signer.enabled and ":" in signature:
-            raise Forbidden("The signature appears to be a processing option; "
-                            "is the signature segment missing?")
-        if not self.state.signer.verify(signature, signed):
-            raise Forbidden("Invalid signature")
-        parsed = parse_path(signed, self.state.parser)
+        parsed = self.verified.get(path)
+        if parsed is None:
+            signature, signed = split_signature(path, self.settings.path_prefix)
+            if not self.state.signer.enabled and ":" in signature:
+                raise Forbidden("The signature appears to be a processing option; "
+                                "is the signature segment missing?")
+            if not self.state.signer.verify(signature, signed):
+                raise Forbidden("Invalid signature")
+            parsed = parse_path(signed, self.state.parser)
+            self.verified[path] = parsed
         if parsed.options.expires and parsed.options.expires < time.time():
             raise ExpiredURL("Expired URL")
         return parsed
+
+    def key_for(self, parsed: ParsedPath, policy: FormatPolicy) -> tuple[str, str, str]:
+        """The result-cache key (memoised per parsed URL, by identity, and format class)."""
+        memo = (id(parsed), policy.key)
+        hit = self.keys.get(memo)
+        if hit is not None and hit[0] is parsed:
+            return hit[1]
+        key = result_key(parsed.options, parsed.source, policy.key, self.state.processing)
+        self.keys[memo] = (parsed, key)
+        return key
 
     async def revalidate(self, request: web.Request, parsed: ParsedPath, policy: FormatPolicy,
                          key: tuple, trace: RequestTrace) -> Fetched | None:
@@ -293,8 +317,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     """Own the long-lived resources: worker pool, sources (HTTP session, S3 client)."""
     state = app[STATE]
     s = state.settings
-    state.pool = WorkerPool(s.worker_count, s.requests_queue_size)
+    state.pool = WorkerPool(s.worker_count, s.requests_queue_size, executor=s.executor)
     pool = state.pool
+    await pool.start()
     async with Sources(s) as sources, memory.trimmer(s.free_memory_interval,
                                                      lambda: pool.idle):
         state.sources = sources

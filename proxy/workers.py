@@ -1,9 +1,14 @@
-"""Admission control and the thread pool that does all pixel work.
+"""Admission control and the pool (threads or processes) that does all pixel work.
 
 ``async with pool.admit():`` takes a place in the bounded queue (429 with
 ``Retry-After`` at once when it is full); ``await pool.run(fn, ...)`` then
 waits for one of the ``workers`` slots and runs ``fn`` in the executor.
 Nothing else calls ``run_in_executor``: this is the one helper for blocking work.
+
+``executor="process"`` runs the work in spawned worker processes instead of
+threads: the event loop then never competes with pixel work for the GIL (see
+loadtest/README.md for when that wins); cache, coalescing and metrics stay in
+this process. Arguments and results must pickle.
 
 A request cancelled while it waits for a slot (deadline, client gone) never
 starts its work. One cancelled while its work runs cannot stop libvips, so its
@@ -16,9 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import multiprocessing
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from .errors import TooManyRequests
@@ -27,12 +35,37 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _init_worker_process() -> None:
+    """Start-up of a spawned worker: libvips as the server sets it up; no Ctrl-C noise."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")
+    import pyvips
+
+    from .processing import pipeline  # noqa: F401  (imports and applies the loader allow-list)
+    pyvips.cache_set_max(0)
+    pyvips.cache_set_max_mem(0)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def make_executor(kind: str, workers: int) -> Executor:
+    if kind == "process":
+        return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker_process,
+                                   mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vips")
+
+
 class WorkerPool:
-    def __init__(self, workers: int, queue_size: int, retry_after: int = 1) -> None:
+    def __init__(self, workers: int, queue_size: int, retry_after: int = 1,
+                 executor: str = "thread") -> None:
         self.workers = workers
         self.capacity = workers + queue_size if queue_size else 0  # 0 = unbounded
         self.retry_after = retry_after
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vips")
+        self.kind = executor
+        self.executor = make_executor(executor, workers)
         self._slots = asyncio.Semaphore(workers)
         self.admitted = 0  # requests holding a queue place (waiting or working)
         self.busy = 0  # worker slots held by running work
@@ -95,5 +128,12 @@ class WorkerPool:
             future.exception()  # retrieved: nobody waits for this result any more
         self._release()
 
+    async def start(self) -> None:
+        """Bring worker processes up before the first request (no-op for threads)."""
+        if self.kind == "process":
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(*(loop.run_in_executor(self.executor, _ready)
+                                   for _ in range(self.workers)))
+
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=self.kind == "process", cancel_futures=True)

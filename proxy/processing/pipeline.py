@@ -28,6 +28,27 @@ WHITE = (255, 255, 255)
 formats.restrict_loaders()  # only the loaders in _LOADERS below can ever run
 
 
+def _forward_only_warnings() -> None:
+    """Let pyvips forward libvips warnings and errors to Python logging, not INFO.
+
+    libvips emits several INFO lines per image ("residual reducev ...",
+    "threadpool completed ..."); pyvips' handler takes the GIL for each of them
+    just to have logging drop them. GLib's default handler drops INFO unless
+    ``G_MESSAGES_DEBUG=VIPS`` is set, which is how to see them when debugging.
+    """
+    handler_id = getattr(pyvips, "_log_handler_id", None)
+    if not handler_id:
+        return
+    flags, domain = pyvips.GLogLevelFlags, b"VIPS"
+    pyvips.glib_lib.g_log_remove_handler(domain, handler_id)
+    pyvips._log_handler_id = pyvips.glib_lib.g_log_set_handler(
+        domain, flags.LEVEL_WARNING | flags.LEVEL_CRITICAL | flags.LEVEL_ERROR
+        | flags.FLAG_FATAL | flags.FLAG_RECURSION, pyvips._log_handler_cb, pyvips.ffi.NULL)
+
+
+_forward_only_warnings()
+
+
 class FormatChooser(Protocol):
     """Decides the output format once the image's facts are known (see negotiate.py)."""
 
