@@ -119,6 +119,7 @@ def _fork_servers(count: int) -> int | ExitCode:
     for index in range(count):
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             return index
         children.append(pid)
     stopping = False
@@ -203,6 +204,22 @@ async def _serve(app, settings, host: str, port: int,  # type: ignore[no-untyped
     log.info("stopped")
 
 
+def _say(line: str) -> None:
+    """One line to stdout in one write: sibling processes share the pipe, and a line
+    written in pieces could interleave with theirs."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (line + "\n").encode())
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the supervisor dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _bound_port(site, default: int) -> int:  # type: ignore[no-untyped-def]
     server = site._server  # aiohttp keeps the asyncio server here
     return server.sockets[0].getsockname()[1] if server and server.sockets else default
@@ -214,7 +231,7 @@ def _banner(settings, host: str, port: int,  # type: ignore[no-untyped-def]
     from .signing import Signer
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     where = f", process {os.getpid()}" if settings.processes > 1 else ""
-    print(f"vipsgate listening on {base} ({settings.worker_count} workers{where})", flush=True)
+    _say(f"vipsgate listening on {base} ({settings.worker_count} workers{where})")
     if not settings.dev_mode or not full:
         return
     signer = Signer.from_hex(settings.keys, settings.salts, settings.signature_size)

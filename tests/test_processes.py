@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +82,30 @@ def test_processes_setting_is_validated() -> None:
     assert settings.worker_count == max(1, (os.cpu_count() or 1) // 2)
     with pytest.raises(ConfigError, match="VIPSGATE_PROCESSES"):
         from_env({**base, "VIPSGATE_PROCESSES": "0"})
+
+
+def test_children_die_with_a_killed_supervisor(server) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL cannot be forwarded; PR_SET_PDEATHSIG still stops the servers."""
+    proc, _, pids = server
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 20
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _running(pid)}
+        if alive:
+            time.sleep(0.05)  # polling /proc with a deadline: no event to wait on
+    assert not alive
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by init, or by us here)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
