@@ -8,6 +8,8 @@ from typing import Protocol
 
 from ..errors import SourceTooLarge
 
+CHUNK = 64 * 1024  # read size for streamed source bodies
+
 
 @dataclass(frozen=True)
 class SourceMeta:

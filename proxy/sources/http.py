@@ -30,11 +30,10 @@ from ..errors import (
     SourceTimeout,
     SourceUnreachable,
 )
-from .base import Fetched, SourceMeta, read_limited
+from .base import CHUNK, Fetched, SourceMeta, read_limited
 from .netguard import AddressPolicy, parse
 
 log = logging.getLogger("vipsgate.sources")
-CHUNK = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 

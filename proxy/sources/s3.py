@@ -35,10 +35,9 @@ from ..errors import (
     SourceTimeout,
     SourceUnreachable,
 )
-from .base import Fetched, SourceMeta, read_limited
+from .base import CHUNK, Fetched, SourceMeta, read_limited
 
 log = logging.getLogger("vipsgate.sources")
-CHUNK = 64 * 1024
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidObjectState", "403"})
 
