@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import sys
@@ -30,8 +31,10 @@ from loadtest.common import (
     RssSampler,
     Server,
     Stats,
+    cpu_seconds,
     http_load,
     prepare_libvips,
+    process_tree,
     signer,
     thread_load,
     vipsgate_server,
@@ -159,18 +162,18 @@ def describe(stats: Stats) -> dict[str, float]:
             "cpu_ms_per_op": round(stats.cpu_per_op * 1000, 3)}
 
 
-def cold_paths(w: Workload, count: int) -> Iterator[str]:
-    """``count`` distinct URLs (a cachebuster each), so no cache can answer."""
+def cold_paths(w: Workload, count: int, start: int = 0) -> Iterator[str]:
+    """``count`` distinct URLs (cachebusters start, start + 1, ...): no cache can answer."""
     sign = signer()
-    return iter([sign(w.path(n)) for n in range(count)])
+    return iter([sign(w.path(n)) for n in range(start, start + count)])
 
 
-def measure_server(server: Server, paths: Iterator[str], args: argparse.Namespace
-                   ) -> dict[str, float]:
+def measure_server(server: Server, paths: Iterator[str], args: argparse.Namespace,
+                   close: bool = False) -> dict[str, float]:
     assert server.proc is not None
     with RssSampler(server.proc.pid) as rss:
         stats = http_load(server.port, paths, args.connections, args.duration, args.warmup,
-                          {"Accept": MODERN_ACCEPT}, server.proc.pid)
+                          {"Accept": MODERN_ACCEPT}, server.proc.pid, close)
     if stats.errors:
         print(f"    ! {stats.errors} non-200 answers: {stats.statuses}", file=sys.stderr)
     return {**describe(stats), "peak_rss_mb": round(rss.peak / 2**20, 1)}
@@ -225,6 +228,122 @@ def run(args: argparse.Namespace) -> dict:
         entry["ratio"] = round(entry["server"]["rps"] / entry["bare_aiohttp"]["rps"], 3)
         print(f"  W5 bare aiohttp     {fmt(entry['bare_aiohttp'])}", flush=True)
     return report
+
+
+def run_vs_thumbor(args: argparse.Namespace) -> dict:
+    """vipsgate against thumbor 7.8 (2 processes, Pillow), cold W1-W4, back to back.
+
+    vipsgate gets its usual keep-alive connections. thumbor gets the same number of
+    concurrent clients with ``Connection: close``: its processes share one listening
+    socket, and a keep-alive connection stays with whichever process accepted it, so
+    with keep-alive one process does most of the work while the other idles.
+    vipsgate is also measured with ``Connection: close``, to show what that costs.
+    """
+    from loadtest.peers import THUMBOR_URLS, thumbor_paths, thumbor_server
+    tmp = Path(tempfile.mkdtemp(prefix="vipsgate-bench-thumbor-"))
+    root = tmp / "images"
+    root.mkdir()
+    write_sources(root)
+    selected = [w for w in WORKLOADS if w.name in args.only and w.name in THUMBOR_URLS]
+    thumbor, versions = thumbor_server(root, tmp, processes=args.peer_processes)
+    report: dict = {"machine": {**machine(), **versions}, "settings": vars(args).copy(),
+                    "workloads": {}}
+    print(f"vipsgate vs thumbor {versions['thumbor']} (Pillow {versions['thumbor_pillow']}, "
+          f"{args.peer_processes} processes): {len(selected)} cold workloads, "
+          f"{args.duration:g}s each, {args.connections} connections (thumbor: "
+          "Connection: close); vipsgate: "
+          f"{args.processes} process(es) x {args.workers} worker thread(s)", flush=True)
+    sys.setswitchinterval(0.001)
+    server = vipsgate_server(root, tmp / "server.log", args.workers, args.processes)
+    with server, thumbor:
+        for w in selected:
+            entry = report["workloads"].setdefault(w.name, {"title": w.title})
+            count = int(args.max_rps * (args.duration + args.warmup + 1))
+            entry["output_bytes"] = {
+                "vipsgate": len(fetch(server.port, signer()(w.path(10**9)))),
+                "thumbor": len(fetch(thumbor.port, THUMBOR_URLS[w.name].format(n=10**9)))}
+            entry["server"] = measure_server(server, cold_paths(w, count), args)
+            print(f"  {w.name} vipsgate           {fmt(entry['server'])}", flush=True)
+            entry["server_close"] = measure_server(server, cold_paths(w, count, count),
+                                                   args, close=True)
+            print(f"  {w.name} vipsgate (close)   {fmt(entry['server_close'])}", flush=True)
+            entry["thumbor"] = measure_peer(thumbor, thumbor_paths(w.name), args, True)
+            print(f"  {w.name} thumbor (close)    {fmt(entry['thumbor'])}", flush=True)
+            if w is selected[0]:  # the balancing issue, shown once
+                entry["thumbor_keepalive"] = measure_peer(
+                    thumbor, thumbor_paths(w.name, 10**6), args, False)
+                print(f"  {w.name} thumbor (keep-alive) {fmt(entry['thumbor_keepalive'])}",
+                      flush=True)
+            entry["ratio_vs_thumbor"] = round(entry["server"]["rps"]
+                                              / max(entry["thumbor"]["rps"], 1e-9), 3)
+    ratios = [e["ratio_vs_thumbor"] for e in report["workloads"].values()]
+    report["geomean_ratio_vs_thumbor"] = round(math.prod(ratios) ** (1 / len(ratios)), 3)
+    return report
+
+
+def measure_peer(server: Server, paths: Iterator[str], args: argparse.Namespace,
+                 close: bool) -> dict:
+    """``measure_server`` plus each server process's share of the CPU time."""
+    assert server.proc is not None
+    children = process_tree(server.proc.pid)[1:]
+    before = [cpu_seconds(pid) for pid in children]
+    result = measure_server(server, paths, args, close)
+    spent = [cpu_seconds(pid) - b for pid, b in zip(children, before, strict=True)]
+    result["process_cpu_share"] = [round(x / max(sum(spent), 1e-9), 2) for x in spent]
+    return result
+
+
+def vs_summary(report: dict) -> str:
+    """A Markdown table: vipsgate against thumbor per workload, and the geometric mean."""
+    lines = ["| workload | vipsgate req/s | thumbor req/s | ratio | vipsgate req/s, "
+             "`Connection: close` | CPU ms/req vipsgate / thumbor | output bytes "
+             "vipsgate / thumbor | peak RSS MB vipsgate / thumbor |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, e in report["workloads"].items():
+        s, t, c, b = e["server"], e["thumbor"], e["server_close"], e["output_bytes"]
+        lines.append(f"| {name} {e['title']} | {s['rps']:.1f} | {t['rps']:.1f} "
+                     f"| **{e['ratio_vs_thumbor']:.2f}** | {c['rps']:.1f} "
+                     f"| {s['cpu_ms_per_op']:.1f} / {t['cpu_ms_per_op']:.1f} "
+                     f"| {b['vipsgate']} / {b['thumbor']} "
+                     f"| {s['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} |")
+    lines.append(f"\nGeometric mean of the ratios: **{report['geomean_ratio_vs_thumbor']:.2f}**")
+    return "\n".join(lines)
+
+
+def vs_chart(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(report["workloads"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    series = [("server", "vipsgate (keep-alive)", "C0"),
+              ("server_close", "vipsgate (Connection: close)", "C9"),
+              ("thumbor", "thumbor 7.8 (Connection: close)", "C3")]
+    width = 0.27
+    for i, (key, label, color) in enumerate(series):
+        values = [report["workloads"][n][key]["rps"] for n in names]
+        ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=label,
+               color=color)
+    for x, n in enumerate(names):
+        e = report["workloads"][n]
+        top = max(e["server"]["rps"], e["server_close"]["rps"], e["thumbor"]["rps"])
+        ax.annotate(f"vipsgate / thumbor {e['ratio_vs_thumbor']:.2f}x", (x, top),
+                    ha="center", va="bottom", fontsize=8, xytext=(0, 3),
+                    textcoords="offset points")
+    ax.set_xticks(range(len(names)), [f"{n}\n{report['workloads'][n]['title']}"
+                                      .replace(" -> ", "\n-> ") for n in names], fontsize=7)
+    ax.set_ylabel("requests / s (cold, unique URLs)")
+    ax.margins(y=0.12)
+    ax.legend(fontsize=7)
+    s, m = report["settings"], report["machine"]
+    ax.set_title(f"vipsgate vs thumbor {m['thumbor']} (Pillow engine, {s['peer_processes']} "
+                 f"processes); geometric mean {report['geomean_ratio_vs_thumbor']:.2f}x\n"
+                 f"{m['cpus']} CPUs, vipsgate {s['processes']} process x {s['workers']} "
+                 f"workers, {s['connections']} connections, libvips {m['libvips']}",
+                 fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def fetch(port: int, path: str) -> bytes:
@@ -323,19 +442,30 @@ def main() -> int:
                         help="experiment: the server's sys.setswitchinterval")
     parser.add_argument("--server-only", action="store_true",
                         help="tuning: measure only the server (no limits, no table)")
+    parser.add_argument("--vs-thumbor", action="store_true",
+                        help="compare with thumbor 7.8 instead (installed once into "
+                             "loadtest/.peers/): cold W1-W4, no in-process limits")
+    parser.add_argument("--peer-processes", type=int, default=2,
+                        help="thumbor processes (--vs-thumbor)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
     args = parser.parse_args()
     args.workers = args.workers or max(1, cpus // args.processes)
-    report = run(args)
-    if args.server_only:
-        return 0
-    print("\n" + summary(report))
+    if args.vs_thumbor:
+        report = run_vs_thumbor(args)
+        print("\n" + vs_summary(report))
+    else:
+        report = run(args)
+        if args.server_only:
+            return 0
+        print("\n" + summary(report))
     print("\ncommand: " + " ".join(["python", *sys.argv]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.chart and "W1" in report["workloads"]:
+    if args.chart and args.vs_thumbor and report["workloads"]:
+        vs_chart(report, args.chart)
+    elif args.chart and "W1" in report["workloads"]:
         chart(report, args.chart)
     return 0
 

@@ -162,7 +162,7 @@ def vipsgate_server(root: Path, log_path: Path, workers: int, processes: int = 1
 
 # --- RSS ----------------------------------------------------------------------------
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     pids, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -179,7 +179,7 @@ def _tree(pid: int) -> list[int]:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` and its descendants (that are still alive)."""
     total = 0
-    for p in _tree(pid):
+    for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -191,7 +191,7 @@ def cpu_seconds(pid: int) -> float:
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and all its descendants."""
     total = 0
-    for p in _tree(pid):
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -251,8 +251,34 @@ class Stats:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> int:
+    """Send one GET, read the whole answer; returns the status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = None
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    await (reader.read() if length is None else reader.readexactly(length))
+    return int(head[9:12])
+
+
+def _record(stats: Stats, started: float, done: float, status: int, measure_from: float,
+            until: float) -> None:
+    stats.total += 1
+    if measure_from <= done <= until:  # completions inside the window
+        stats.count += 1
+        stats.latencies.append(done - started)
+        stats.statuses[status] = stats.statuses.get(status, 0) + 1
+        if status != 200:
+            stats.errors += 1
+
+
 async def _connection(port: int, paths: Iterator[str], headers: bytes, until: float,
                       measure_from: float, stats: Stats) -> None:
+    """One keep-alive connection, one request after another until ``until``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     clock = time.perf_counter  # uvloop's loop.time() has only millisecond resolution
     try:
@@ -260,44 +286,60 @@ async def _connection(port: int, paths: Iterator[str], headers: bytes, until: fl
             started = clock()
             if started >= until:
                 return
-            path = next(paths)
-            writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         + headers + b"\r\n")
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-                    break
-            await reader.readexactly(length)
-            done = clock()
-            stats.total += 1
-            if measure_from <= done <= until:  # completions inside the window
-                stats.count += 1
-                stats.latencies.append(done - started)
-                stats.statuses[status] = stats.statuses.get(status, 0) + 1
-                if status != 200:
-                    stats.errors += 1
+            request = (b"GET " + next(paths).encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       + headers + b"\r\n")
+            status = await _exchange(reader, writer, request)
+            _record(stats, started, clock(), status, measure_from, until)
     finally:
         writer.close()
 
 
+async def _closing_client(port: int, paths: Iterator[str], headers: bytes, until: float,
+                          measure_from: float, stats: Stats) -> None:
+    """A new connection per request with ``Connection: close`` (latency includes connect).
+
+    A failed connection or a cut-off answer counts as status 0.
+    """
+    clock = time.perf_counter
+    while True:
+        started = clock()
+        if started >= until:
+            return
+        request = (b"GET " + next(paths).encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Connection: close\r\n" + headers + b"\r\n")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            _record(stats, started, clock(), 0, measure_from, until)
+            continue
+        try:
+            status = await _exchange(reader, writer, request)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            status = 0
+        finally:
+            writer.close()
+        _record(stats, started, clock(), status, measure_from, until)
+
+
 async def _load(port: int, paths: Iterator[str], connections: int, duration: float,
-                warmup: float, headers: dict[str, str]) -> Stats:
+                warmup: float, headers: dict[str, str], close: bool = False) -> Stats:
     start = time.perf_counter()
     measure_from, until = start + warmup, start + warmup + duration
     stats = Stats(0, duration, [])
     raw = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
-    await asyncio.gather(*(_connection(port, paths, raw, until, measure_from, stats)
+    client = _closing_client if close else _connection
+    await asyncio.gather(*(client(port, paths, raw, until, measure_from, stats)
                            for _ in range(connections)))
     return stats
 
 
 def http_load(port: int, paths: Iterator[str], connections: int, duration: float,
               warmup: float = 1.0, headers: dict[str, str] | None = None,
-              server_pid: int | None = None) -> Stats:
+              server_pid: int | None = None, close: bool = False) -> Stats:
     """Keep-alive GETs over ``connections`` connections; counts responses in the window.
+
+    ``close``: ``connections`` concurrent clients that each open a new connection per
+    request and send ``Connection: close`` instead.
 
     A small raw HTTP/1.1 client on uvloop (much cheaper per request than aiohttp's
     client, so the client steals less CPU from the server on a small machine).
@@ -308,7 +350,8 @@ def http_load(port: int, paths: Iterator[str], connections: int, duration: float
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     cpu_start = cpu_seconds(server_pid) if server_pid else 0.0
-    stats = runner(_load(port, paths, connections, duration, warmup, headers or {}))
+    stats = runner(_load(port, paths, connections, duration, warmup, headers or {},
+                         close))
     stats.cpu = cpu_seconds(server_pid) - cpu_start if server_pid else 0.0
     return stats
 

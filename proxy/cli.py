@@ -99,6 +99,16 @@ def serve(settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def
     sys.setswitchinterval(0.001)  # hand the GIL to finished libvips threads sooner
     app = create_app(settings)
     runner(_serve(app, settings, host, port, full_banner=index == 0))
+    from .server import STATE
+    pool = app[STATE].pool
+    if pool is not None and pool.busy:
+        # a libvips call cannot be interrupted, and Python would wait for its thread at
+        # exit, past the grace period: the answers are gone, so leave now
+        logging.getLogger("vipsgate").warning("exiting with %d images still in libvips",
+                                              pool.busy)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

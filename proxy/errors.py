@@ -2,8 +2,8 @@
 
 Each class carries its HTTP status and the short public message sent to the
 client; ``reason`` is the detail that goes to the log (and, for URL errors,
-into the body, as imgproxy does). ``server.py`` turns them into responses in
-one place; nothing else chooses a status code.
+into the body, as imgproxy does). ``middleware.error_response`` turns them into
+responses in one place; nothing else chooses a status code.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ def config_fingerprint(processing: object) -> str:
 
 def make_etag(key: tuple, fetched: Fetched, fingerprint: str = "") -> str:
     """Strong ETag from the result key (format class included), the server fingerprint
-    and the source's validators (or, when it has none, its bytes)."""
+    and the source's validators. ``Sources.fetch`` always supplies one (a content hash,
+    computed off the event loop, when the origin sent none); hashing the bytes here is
+    only the fallback for a ``Fetched`` made some other way."""
     meta = fetched.meta
     if meta.etag or meta.last_modified:
         validator = f"{meta.etag}|{meta.last_modified}"
@@ -76,7 +78,7 @@ def cache_control(settings: Settings, expires: int, meta: SourceMeta) -> str:
     the TTL, else the source's headers (passthrough), else the TTL."""
     s = settings
     ttl = s.ttl
-    if expires:
+    if expires > 0:
         ttl = max(0, min(ttl, int(expires - time.time())))
     elif s.cache_control_passthrough:
         if meta.cache_control:

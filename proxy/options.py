@@ -119,8 +119,6 @@ class ProcessingOptions:
     max_result_dimension: int | None = None
 
 
-#: fields that change only response headers, never the pixels (kept out of cache keys)
-HEADER_ONLY_FIELDS = frozenset({"expires", "filename", "return_attachment"})
 SECURITY_OPTIONS = frozenset({"max_src_resolution", "msr", "max_src_file_size", "msfs",
                               "max_animation_frames", "maf", "max_animation_frame_resolution",
                               "mafr", "max_result_dimension", "mrd"})
@@ -527,7 +525,11 @@ def _parse_source(segments: list[str], config: ParserConfig) -> tuple[str, str]:
             raise InvalidURL("Multiple formats are specified")
         if _BAD_ESCAPE.search(parts[0]):
             raise InvalidURL("Invalid escaping in source URL")
-        source, extension = unquote(parts[0], errors="strict"), parts[1] if len(parts) > 1 else ""
+        try:
+            source = unquote(parts[0], errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidURL("Invalid URL escaping: not UTF-8") from None
+        extension = parts[1] if len(parts) > 1 else ""
     else:
         if config.base64_url_includes_filename and len(segments) > 1:
             segments = segments[:-1]

@@ -10,11 +10,12 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pyvips
 from aiohttp import web
@@ -39,11 +40,12 @@ from .processing import ProcessingConfig, Result, process
 from .processing.formats import MIME_TYPES, extension
 from .processing.pipeline import raw
 from .signing import Signer
-from .sources import Fetched, SourceMeta, Sources
+from .sources import Fetched, SourceMeta, Sources, scheme_of
 from .workers import WorkerPool
 
 log = logging.getLogger("vipsgate")
-MEMO_SIZE = 20_000
+MEMO_SIZE = 4096  # hot URLs; each entry is a parsed URL (~1 KB)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 
@@ -109,7 +111,7 @@ class ImageHandler:
                            auto_webp=self.settings.auto_webp, auto_avif=self.settings.auto_avif,
                            enforce_webp=self.settings.enforce_webp,
                            enforce_avif=self.settings.enforce_avif)
-        trace.source_scheme = urlsplit(parsed.source).scheme
+        trace.source_scheme = scheme_of(parsed.source)
         key = self.key_for(parsed, policy)
         try:
             async with asyncio.timeout(self.settings.timeout):
@@ -127,7 +129,8 @@ class ImageHandler:
         s = self.settings
         if s.secret:
             given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {s.secret}".encode()):
+            expected = f"Bearer {s.secret}".encode()
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
                 raise Forbidden("Invalid or missing secret")
         if s.allowed_client_cidrs:
             try:
@@ -154,7 +157,7 @@ class ImageHandler:
                 raise Forbidden("Invalid signature")
             parsed = parse_path(signed, self.state.parser)
             self.verified[path] = parsed
-        if parsed.options.expires and parsed.options.expires < time.time():
+        if parsed.options.expires > 0 and parsed.options.expires < time.time():
             raise ExpiredURL("Expired URL")
         return parsed
 
@@ -198,8 +201,10 @@ class ImageHandler:
         sources = self.state.sources
         assert sources is not None
         started = time.perf_counter()
+        limit = parsed.options.max_src_file_size  # msfs; None = IMGPROXY_MAX_SRC_FILE_SIZE
         fetched, outcome = await self.state.originals.get_or_compute(
-            parsed.source, lambda: sources.fetch(parsed.source))
+            parsed.source, lambda: sources.fetch(parsed.source, limit))
+        sources.check_size(fetched, limit)  # a cached source may exceed this request's msfs
         trace.stages["fetch"] = time.perf_counter() - started
         trace.source_cache, trace.source_bytes = outcome.value, len(fetched.data)
         return fetched
@@ -211,8 +216,9 @@ class ImageHandler:
         pool, sources = self.state.pool, self.state.sources
         assert pool is not None and sources is not None
         sources.check(parsed.source)
-        if parsed.options.raw:  # the source as is: no worker slot, only the size limits
-            fetched = fetched or await self.fetch(parsed, trace)
+        if parsed.options.raw:  # the source as is: a queue place (it is buffered), no worker
+            async with pool.admit():
+                fetched = fetched or await self.fetch(parsed, trace)
             return CachedResult(raw(fetched.data, self.state.processing), fetched.meta,
                                 make_etag(key, fetched, self.state.fingerprint))
         async with pool.admit():
@@ -255,14 +261,20 @@ class ImageHandler:
 
 
 def content_disposition(parsed: ParsedPath, fmt: str, attachment_default: bool) -> str:
+    """``inline`` or ``attachment`` with the file name (RFC 6266): a plain ASCII
+    ``filename`` and, when the name is not ASCII, ``filename*`` in UTF-8 (RFC 8187).
+    Control characters never reach the header."""
     o = parsed.options
     source_path = PurePosixPath(urlsplit(parsed.source).path)
     stem = o.filename or source_path.stem or "image"
-    stem = stem.replace('"', "%22")
     kind = "attachment" if (o.return_attachment if o.return_attachment is not None
                             else attachment_default) else "inline"
     suffix = f".{extension(fmt)}" if fmt else source_path.suffix  # raw non-image: as named
-    return f'{kind}; filename="{stem}{suffix}"'
+    name = _CONTROL.sub("", stem + suffix) or "image"
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "%22").replace("\\", "_")
+    if ascii_name == name:
+        return f'{kind}; filename="{name}"'
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # --- other routes ---------------------------------------------------------------------
@@ -305,6 +317,11 @@ async def metrics_route(request: web.Request) -> web.Response:
 async def landing(request: web.Request) -> web.Response:
     return web.Response(text="vipsgate: an imgproxy-compatible image proxy. "
                              "See https://github.com/vipsgate/vipsgate\n")
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: 200 (the middleware adds the Access-Control-* headers)."""
+    return web.Response(status=200, headers={"Allow": "GET, HEAD, OPTIONS"})
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -362,4 +379,5 @@ def create_app(settings: Settings) -> web.Application:
         from .playground import setup_playground  # it imports this module: kept lazy
         setup_playground(app, settings)
     app.router.add_get(prefix + "/{tail:.+}", handler.handle, name=IMAGE_ROUTE)
+    app.router.add_route("OPTIONS", prefix + "/{tail:.*}", preflight)
     return app

@@ -2,8 +2,9 @@
 
 ``async with pool.admit():`` takes a place in the bounded queue (429 with
 ``Retry-After`` at once when it is full); ``await pool.run(fn, ...)`` then
-waits for one of the ``workers`` slots and runs ``fn`` in the executor.
-Nothing else calls ``run_in_executor``: this is the one helper for blocking work.
+waits for one of the ``workers`` slots and runs ``fn`` in the executor. All
+pixel work goes through here; the only other blocking calls (local file reads,
+the health check's tiny image, the memory trim) use asyncio's default executor.
 
 ``executor="process"`` runs the work in spawned worker processes instead of
 threads: the event loop then never competes with pixel work for the GIL (see
@@ -70,7 +71,6 @@ class WorkerPool:
         self.admitted = 0  # requests holding a queue place (waiting or working)
         self.busy = 0  # worker slots held by running work
         self.started = 0  # jobs handed to a worker thread since start
-        self.rejected = 0  # requests answered 429
 
     @property
     def queued(self) -> int:
@@ -88,7 +88,6 @@ class WorkerPool:
     async def admit(self) -> AsyncIterator[None]:
         """Hold a place in the queue, or raise 429 at once when there is none."""
         if self.full:
-            self.rejected += 1
             raise TooManyRequests("Request queue is full",
                                   headers={"Retry-After": str(self.retry_after)})
         self.admitted += 1

@@ -80,7 +80,8 @@ async def test_content_disposition(make_client, pictures):
     for path, expected in (
         ("/plain/local:///a.jpg@png", 'inline; filename="a.png"'),
         ("/fn:holiday/plain/local:///a.jpg@webp", 'inline; filename="holiday.webp"'),
-        (f"/fn:{b64('été')}:1/plain/local:///a.jpg", 'inline; filename="été.jpg"'),
+        (f"/fn:{b64('été')}:1/plain/local:///a.jpg",  # RFC 6266 + 8187 for non-ASCII
+         "inline; filename=\"?t?.jpg\"; filename*=UTF-8''%C3%A9t%C3%A9.jpg"),
         ("/att:1/plain/local:///a.jpg", 'attachment; filename="a.jpg"'),
         (f"/{b64('local:///a.jpg')}.png", 'inline; filename="a.png"'),
     ):

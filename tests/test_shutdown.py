@@ -10,7 +10,11 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -154,3 +158,47 @@ async def test_requests_past_the_grace_period_are_cut(images, slow_origin):
             await asyncio.wait_for(in_flight, 5)
     cut = [json.loads(line) for line in lines if '"vipsgate.access"' in line]
     assert [(e["status"], e["error"]) for e in cut] == [(499, "cancelled")]
+
+
+def test_exit_is_not_held_up_by_a_running_libvips_call(tmp_path):
+    """A long blur still in a worker thread when the grace period ends does not keep
+    the process alive (Python would otherwise join the thread at exit)."""
+    import pyvips
+    pyvips.Image.gaussnoise(3000, 2000).cast("uchar").jpegsave(str(tmp_path / "big.jpg"))
+    port = _free_port_for_exit()
+    env = {**os.environ, "IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT,
+           "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(tmp_path), "IMGPROXY_WORKERS": "1",
+           "IMGPROXY_GRACEFUL_STOP_TIMEOUT": "0.5", "IMGPROXY_TIMEOUT": "60",
+           "VIPSGATE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in proc.stdout.readline()
+        # about 17 s of libvips work on this machine (blur + sharpen at 48 MP)
+        path = signed("/bl:50/sh:10/rs:fit:8000:6000:1/plain/local:///big.jpg@png")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        deadline = time.monotonic() + 20
+        while "vipsgate_workers_busy 1.0" not in _scrape(port):
+            assert time.monotonic() < deadline, "the request never reached a worker"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert time.monotonic() - started < 8
+        sock.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _free_port_for_exit() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return answer.read().decode()

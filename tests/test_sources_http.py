@@ -8,10 +8,12 @@ checked on the wire, not inferred from timing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -21,7 +23,7 @@ from yarl import URL
 
 from conftest import make_settings, signed
 from imagegen import jpeg, load
-from proxy.errors import SourceNotFound
+from proxy.errors import InvalidSource, SourceNotFound, SourceTooLarge
 from proxy.options import encode_source
 from proxy.sources import Sources
 from proxy.sources.http import (
@@ -36,15 +38,23 @@ LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1"}
 IMAGE = jpeg(64, 48)
 
 
+class Dialled(list[str]):
+    """Addresses connected to; ``ports`` holds the ports."""
+
+    ports: list[int]
+
+
 @pytest.fixture(autouse=True)
-def dialled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def dialled(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dialled]:
     """Every address a socket in this process connects to, during one test."""
-    seen: list[str] = []
+    seen = Dialled()
+    seen.ports = []
     original = socket.socket.connect
 
     def connect(sock: socket.socket, address: object) -> None:
         if isinstance(address, tuple):
             seen.append(str(address[0]))
+            seen.ports.append(int(address[1]))
         return original(sock, address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket.socket, "connect", connect)
@@ -63,6 +73,7 @@ class Origin:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     streamed: int = 0
     peers: list[tuple[str, int]] = field(default_factory=list)
+    bare: bytes = IMAGE  # what /bare serves, without any validator
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.server.port}{path}"
@@ -131,7 +142,12 @@ async def origin() -> AsyncIterator[Origin]:
         request.transport.close()
         return response
 
+    async def bare(request: web.Request) -> web.Response:
+        state.requests.append(request)
+        return web.Response(body=state.bare, content_type="image/jpeg")
+
     app.router.add_get("/img.jpg", image)
+    app.router.add_get("/bare", bare)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/chain/{n}", chain)
     app.router.add_get("/status/{code}", status)
@@ -278,7 +294,8 @@ async def test_body_cut_short_is_422(make_client, origin: Origin) -> None:
 
 
 @pytest.mark.parametrize(("code", "expected"), [
-    (500, 502), (503, 502), (403, 403), (401, 401), (429, 429), (404, 404), (410, 404)])
+    (500, 502), (503, 502), (403, 403), (429, 429), (418, 418), (404, 404), (410, 404),
+    (401, 502), (407, 502), (408, 502)])
 async def test_origin_status_mapping(make_client, origin: Origin, code: int,
                                      expected: int) -> None:
     client = await make_client(**LOOPBACK)
@@ -344,5 +361,144 @@ def test_status_mapping_function() -> None:
     assert status_error(200, "u") is None
     assert isinstance(status_error(404, "u"), SourceNotFound)
     assert status_error(418, "u").status == 418  # type: ignore[union-attr]
+    for code in (401, 407, 408):  # would mean something else coming from us
+        assert status_error(code, "u").status == 502  # type: ignore[union-attr]
     assert status_error(502, "u").status == 502  # type: ignore[union-attr]
     assert status_error(302, "u").status == 502  # type: ignore[union-attr]
+
+
+async def raw_get(client, path: str):  # type: ignore[no-untyped-def]
+    """GET ``path`` byte for byte (the client's URL class would re-quote it)."""
+    return await client.session.get(
+        URL(str(client.make_url("/")).rstrip("/") + path, encoded=True))
+
+
+def plain_path(source: str) -> str:
+    """A signed ``plain/`` path (``@`` escaped: it would start the extension); ``%3F``
+    etc. stay as the attacker sent them, the parser decodes them."""
+    return signed("/rs:fit:10:10/plain/" + quote(source, safe=":/%"))
+
+
+@pytest.mark.parametrize("source", [
+    "http://127.0.0.1:{port}%3F.example.com/img.jpg",  # %3F decodes to ?: query
+    "http://127.0.0.1:{port}%23.example.com/img.jpg",  # #: fragment
+    "http://127.0.0.1:{port}%5C.example.com/img.jpg",  # \\: browsers' /
+    "http://a.example.com@127.0.0.1:{port}/img.jpg",  # userinfo
+    "http://x.example.com:pw@127.0.0.1:{port}/img.jpg",
+    "http://127.0.0.1:{port}/.example.com/img.jpg"])
+async def test_wildcard_cannot_reach_past_the_host(make_client, origin: Origin,
+                                                   dialled: Dialled, source: str) -> None:
+    port = origin.server.port
+    client = await make_client(IMGPROXY_ALLOWED_SOURCES="http://*.example.com/", **LOOPBACK)
+    response = await raw_get(client, plain_path(source.format(port=port)))
+    assert response.status == 404
+    assert origin.requests == [] and port not in dialled.ports
+
+
+@pytest.mark.parametrize("source", [
+    "http://a.example.com@127.0.0.1:{port}/img.jpg", "http://a.example.com:x@127.0.0.1:{port}/",
+    "http://a.example.com:{port}@127.0.0.1:{port}/img.jpg"])
+async def test_host_pattern_without_slash_ends_at_the_host(make_client, origin: Origin,
+                                                           dialled: Dialled,
+                                                           source: str) -> None:
+    port = origin.server.port
+    client = await make_client(IMGPROXY_ALLOWED_SOURCES="http://a.example.com", **LOOPBACK)
+    response = await raw_get(client, plain_path(source.format(port=port)))
+    assert response.status == 404
+    assert origin.requests == [] and port not in dialled.ports
+
+
+async def test_allowed_pattern_with_wildcard_still_serves(make_client, origin: Origin) -> None:
+    port = origin.server.port
+    client = await make_client(IMGPROXY_ALLOWED_SOURCES=f"http://*:{port}/img", **LOOPBACK)
+    assert (await raw_get(client, plain_path(origin.url("/img.jpg")))).status == 200
+    assert (await raw_get(client, plain_path(origin.url("/bare")))).status == 404
+    assert [r.path for r in origin.requests] == ["/img.jpg"]
+
+
+async def test_redirect_to_userinfo_trick_is_refused(make_client, origin: Origin) -> None:
+    port = origin.server.port
+    client = await make_client(
+        IMGPROXY_ALLOWED_SOURCES=f"http://127.0.0.1:{port}/redirect,http://a.example.com",
+        **LOOPBACK)
+    target = quote(f"http://a.example.com@127.0.0.1:{port}/img.jpg", safe="")
+    response = await client.get(image_path(origin.url(f"/redirect?to={target}")))
+    assert response.status == 404
+    assert [r.path for r in origin.requests] == ["/redirect"]
+
+
+MALFORMED = [
+    "http://[::1/img.jpg", "http://[zz]/img.jpg", "https://xn--/x", "http://[::1]x/",
+    "http://" + "a" * 300 + ".example.com/img.jpg", "http://a..b/x", "http://127.0.0.1:99999/",
+    "http://h:port/", "http:///img.jpg", "http://a\\b/", "http://[::1]:x/"]
+
+
+@pytest.mark.parametrize("source", MALFORMED)
+async def test_malformed_source_urls_are_404(make_client, origin: Origin, dialled: Dialled,
+                                             source: str) -> None:
+    client = await make_client(**LOOPBACK)
+    response = await raw_get(client, plain_path(source))
+    assert response.status == 404
+    assert (await response.text()).strip() == "Invalid source URL"
+    assert origin.requests == [] and dialled.ports == [client.server.port]
+
+
+async def test_malformed_redirect_target_is_refused(make_client, origin: Origin) -> None:
+    client = await make_client(**LOOPBACK)
+    for target in ("http://[zz]/x", "https://xn--/x", f"http://{'a' * 300}.example.com/"):
+        response = await client.get(image_path(origin.url(f"/redirect?to={quote(target)}")))
+        assert response.status in (404, 502)
+    assert len(origin.requests) == 3
+
+
+async def test_per_request_size_limit(origin: Origin, images) -> None:  # type: ignore[no-untyped-def]
+    (images / "a.jpg").write_bytes(IMAGE)
+    settings = make_settings(images, IMGPROXY_MAX_SRC_FILE_SIZE="100", **LOOPBACK)
+    async with Sources(settings) as sources:
+        for url in (origin.url("/img.jpg"), "local:///a.jpg"):
+            with pytest.raises(SourceTooLarge):
+                await sources.fetch(url)  # the setting
+            fetched = await sources.fetch(url, max_bytes=len(IMAGE))  # msfs raises it
+            assert fetched.data == IMAGE
+            assert (await sources.fetch(url, max_bytes=0)).data == IMAGE  # 0: no limit
+            with pytest.raises(SourceTooLarge):
+                await sources.fetch(url, max_bytes=len(IMAGE) - 1)
+            # a source from the originals cache, fetched under a larger limit
+            assert sources.check_size(fetched, len(IMAGE)) is fetched
+            assert sources.check_size(fetched, 0) is fetched
+            with pytest.raises(SourceTooLarge):
+                sources.check_size(fetched, len(IMAGE) - 1)
+            with pytest.raises(SourceTooLarge):
+                sources.check_size(fetched)  # None: the setting
+    assert len(origin.requests) == 4
+
+
+async def test_source_without_validators_gets_a_content_etag(make_client, origin: Origin) -> None:
+    async with Sources(make_settings(**LOOPBACK)) as sources:
+        meta = (await sources.fetch(origin.url("/bare"))).meta
+        assert meta.etag == f'"b2-{hashlib.blake2b(IMAGE, digest_size=16).hexdigest()}"'
+        assert meta.last_modified is None
+        assert (await sources.fetch(origin.url("/img.jpg"))).meta.etag == '"v1"'  # kept
+
+    path = image_path(origin.url("/bare"))
+    etags = []
+    for body in (IMAGE, IMAGE, jpeg(64, 48, q=50)):
+        origin.bare = body
+        client = await make_client(**LOOPBACK)  # a fresh app: no cached source or result
+        response = await client.get(path)
+        assert response.status == 200
+        etags.append(response.headers["ETag"])
+        again = await client.get(path, headers={"If-None-Match": etags[-1]})
+        assert again.status == 304
+    assert etags[0] == etags[1] != etags[2]
+
+
+@pytest.mark.parametrize("source", MALFORMED)
+async def test_malformed_source_urls_are_invalid_in_the_sources_layer(
+        origin: Origin, dialled: Dialled, source: str) -> None:
+    async with Sources(make_settings(**LOOPBACK)) as sources:
+        with pytest.raises(InvalidSource):
+            await sources.fetch(source)
+        with pytest.raises(InvalidSource):  # the HTTP source alone, no Sources.check
+            await sources.by_scheme["http"].fetch(source, 0)
+    assert dialled == []

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pyvips
 
 from ..errors import ConfigError, ImageTooLarge, ProxyError, UnprocessableImage, UnsupportedFormat
-from ..geometry import Plan, gravity_offset, plan, result_size
+from ..geometry import Plan, gravity_offset, plan, result_size, scaled_size
 from ..options import Gravity, ProcessingOptions
 from . import formats, metadata, watermark
 from .color import to_srgb
@@ -170,6 +170,8 @@ def _process(data: bytes, o: ProcessingOptions, chooser: FormatChooser,
     animated = frames > 1 and out_format in formats.ANIMATED
     if not animated:
         frames = 1
+    elif frames * out_w * out_h > _pixel_limit(o, config):  # every output frame is in memory
+        raise ImageTooLarge(f"Animation result would be {frames} frames of {out_w}x{out_h}")
     if not vector:  # frames beyond the maximum were dropped: only the kept ones count
         check_resolution(header.width, header.height, frames, o, config)
     strict = src_format == "jpeg" and formats.jpeg_suspicious(len(data), header.width,
@@ -214,7 +216,15 @@ def _geometry(o: ProcessingOptions, config: ProcessingConfig, width: int, height
     if vector:
         p = vector_guard(p, o, config, plan_w, plan_h, out_w, out_h)
         out_w, out_h = result_size(p, plan_w, plan_h)
+    else:  # the image before crop-to-result exists in memory too: bound it like a source
+        mid_w, mid_h = scaled_size(p, plan_w, plan_h)
+        if mid_w * mid_h > max(_pixel_limit(o, config), out_w * out_h):
+            raise ImageTooLarge(f"Scaled image would be {mid_w}x{mid_h} before cropping")
     return p, out_w, out_h
+
+
+def _pixel_limit(o: ProcessingOptions, config: ProcessingConfig) -> float:
+    return (o.max_src_resolution or config.max_src_resolution) * 1_000_000
 
 
 def _keep_icc(o: ProcessingOptions, config: ProcessingConfig) -> bool:
@@ -355,10 +365,10 @@ def _needs_alpha(o: ProcessingOptions, p: Plan) -> bool:
 def _run_steps(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> pyvips.Image:
     """imgproxy's main pipeline on one (already trimmed) frame, in imgproxy's order."""
     image = to_srgb(image, ctx.keep_icc)
+    image, raw_size = crop_source(image, ctx, raw_size)
     image = scale(image, ctx, raw_size)
     image = image.copy_memory()  # small now; the next steps need random access
     image = rotate_and_flip(image, ctx)
-    image = crop_user(image, ctx)
     image = crop_to_result(image, ctx)
     image = apply_filters(image, ctx)
     image = extend(image, ctx)
@@ -411,38 +421,81 @@ def scale(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]) -> pyvip
     return image.resize(hscale, vscale=vscale)
 
 
-def rotate_and_flip(image: pyvips.Image, ctx: Context) -> pyvips.Image:
-    o = ctx.options
-    angle = {3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}.get(ctx.orientation, 0)
-    if angle:
-        image = image.rotate(angle) if angle not in (90, 180, 270) else \
-            {90: image.rot90, 180: image.rot180, 270: image.rot270}[angle]()
+#: blur/sharpen sigma is capped: the cost grows with it and a URL could ask for any value
+MAX_SIGMA = 50.0
+MAX_SHARPEN_SIGMA = 10.0  # libvips' own upper bound for sharpen
+_EXIF_ANGLE = {3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
+
+
+def display_ops(ctx: Context, width: int, height: int) -> list[tuple[str, int, int]]:
+    """The rotations and flips that turn a stored frame into the displayed one, in
+    order, each with the size of its input: EXIF orientation, then ``rot``, ``fl``."""
+    o, ops = ctx.options, []
+    steps = []
+    if angle := _EXIF_ANGLE.get(ctx.orientation, 0):
+        steps.append(f"rot{angle}")
     if ctx.orientation in (2, 4, 5, 7):
-        image = image.fliphor()
+        steps.append("fliphor")
     if o.rotate:
-        image = {90: image.rot90, 180: image.rot180, 270: image.rot270}[o.rotate]()
-    if o.flip[0]:
-        image = image.fliphor()
-    if o.flip[1]:
-        image = image.flipver()
+        steps.append(f"rot{o.rotate}")
+    steps += ["fliphor"] * o.flip[0] + ["flipver"] * o.flip[1]
+    for op in steps:
+        ops.append((op, width, height))
+        if op in ("rot90", "rot270"):
+            width, height = height, width
+    return ops
+
+
+def _undo(rect: tuple[int, int, int, int], op: str, width: int, height: int
+          ) -> tuple[int, int, int, int]:
+    """The rectangle of an op's input (``width x height``) that lands on ``rect``."""
+    x, y, w, h = rect
+    return {
+        "rot90": (y, height - x - w, h, w),
+        "rot180": (width - x - w, height - y - h, w, h),
+        "rot270": (width - y - h, x, h, w),
+        "fliphor": (width - x - w, y, w, h),
+        "flipver": (x, height - y - h, w, h),
+    }[op]
+
+
+def rotate_and_flip(image: pyvips.Image, ctx: Context) -> pyvips.Image:
+    for op, _, _ in display_ops(ctx, image.width, image.height):
+        image = getattr(image, op)()
     if image.get_typeof("orientation"):
         image = image.copy()
         image.remove("orientation")
     return image
 
 
-def crop_user(image: pyvips.Image, ctx: Context) -> pyvips.Image:
-    """The ``crop`` option, in scaled pixels (cropping after scaling is equivalent)."""
-    if ctx.plan.crop is None or ctx.options.crop is None:
-        return image
-    sx, sy = ctx.plan.scale
-    w = min(image.width, max(1, round(ctx.plan.crop[0] * sx)))
-    h = min(image.height, max(1, round(ctx.plan.crop[1] * sy)))
-    gravity = ctx.options.crop.gravity or ctx.options.gravity
-    if gravity.type not in ("fp", "sm"):  # absolute offsets are source pixels: scale them
-        gravity = replace(gravity, x=gravity.x * sx if abs(gravity.x) >= 1 else gravity.x,
-                          y=gravity.y * sy if abs(gravity.y) >= 1 else gravity.y)
-    return _crop(image, w, h, gravity, 1.0)
+def crop_source(image: pyvips.Image, ctx: Context, raw_size: tuple[int, int]
+                ) -> tuple[pyvips.Image, tuple[int, int]]:
+    """The ``crop`` option, before scaling (as imgproxy does), so a small crop that is
+    enlarged never scales the whole image. The region is placed on the displayed
+    image, mapped back through the rotations, and cut from the (shrunk-on-load)
+    frame. Returns the frame and the region's size in full-resolution pixels."""
+    o, p = ctx.options, ctx.plan
+    if p.crop is None or o.crop is None:
+        return image, raw_size
+    ops = display_ops(ctx, *raw_size)
+    turned = sum(op in ("rot90", "rot270") for op, _, _ in ops) % 2 == 1
+    shown = (raw_size[1], raw_size[0]) if turned else raw_size
+    fx, fy = image.width / raw_size[0], image.height / raw_size[1]
+    gravity = o.crop.gravity or o.gravity
+    if gravity.type == "sm":
+        w, h = (p.crop[1], p.crop[0]) if turned else p.crop
+        w, h = min(image.width, max(1, round(w * fx))), min(image.height, max(1, round(h * fy)))
+        image = image.copy_memory().smartcrop(w, h, interesting="attention")
+        return image, (round(w / fx), round(h / fy))
+    x, y = gravity_offset(gravity, shown, p.crop, 1.0)
+    rect = (x, y, *p.crop)
+    for op, width, height in reversed(ops):
+        rect = _undo(rect, op, width, height)
+    x, y, w, h = rect
+    left, top = min(image.width - 1, int(x * fx)), min(image.height - 1, int(y * fy))
+    width = max(1, min(image.width - left, round(w * fx)))
+    height = max(1, min(image.height - top, round(h * fy)))
+    return image.crop(left, top, width, height), (w, h)
 
 
 def crop_to_result(image: pyvips.Image, ctx: Context) -> pyvips.Image:
@@ -469,9 +522,9 @@ def apply_filters(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     if alpha:
         image = image.premultiply()
     if o.blur:
-        image = image.gaussblur(o.blur)
+        image = image.gaussblur(min(o.blur, MAX_SIGMA))
     if o.sharpen:
-        image = image.sharpen(sigma=o.sharpen)
+        image = image.sharpen(sigma=min(o.sharpen, MAX_SHARPEN_SIGMA))
     if o.pixelate > 1:
         image = pixelate(image, min(o.pixelate, max(image.width, image.height)))
     if alpha:

@@ -7,31 +7,40 @@ whatever was already opened.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import hashlib
 import re
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
-from ..errors import InvalidSource
+from ..errors import InvalidSource, SourceTooLarge
+from .allowlist import AllowList
 from .base import Fetched, Source, SourceMeta
 from .http import HttpSource
 
-__all__ = ["Fetched", "Source", "SourceMeta", "Sources", "allowed_source_matcher"]
+__all__ = ["AllowList", "Fetched", "Source", "SourceMeta", "Sources", "content_etag",
+           "scheme_of"]
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
-def allowed_source_matcher(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    """imgproxy's IMGPROXY_ALLOWED_SOURCES: prefixes, ``*`` matches within a segment."""
-    if not patterns:
-        return None
-    parts = ["^" + "[^/]*".join(re.escape(piece) for piece in pat.split("*"))
-             for pat in patterns]
-    return re.compile("|".join(f"(?:{p})" for p in parts))
+def scheme_of(url: str) -> str:
+    """The lower-cased scheme of ``url`` ("" when none); never raises, unlike urlsplit."""
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else ""
+
+
+def content_etag(data: bytes) -> str:
+    """A strong validator from the bytes, for sources whose origin gives none."""
+    return f'"b2-{hashlib.blake2b(data, digest_size=16).hexdigest()}"'
 
 
 class Sources:
     def __init__(self, settings) -> None:
         self.settings = settings
         self.by_scheme: dict[str, Source] = {}
-        self.allowed = allowed_source_matcher(settings.allowed_sources)
+        self.allowed = AllowList.from_patterns(settings.allowed_sources)
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Sources:
@@ -54,14 +63,39 @@ class Sources:
         await self._stack.aclose()
 
     def check(self, url: str) -> Source:
-        """The source for ``url``, or ``InvalidSource`` (404) when not allowed."""
-        scheme = urlsplit(url).scheme.lower()
+        """The source for ``url``, or ``InvalidSource`` (404) when not allowed or malformed."""
+        scheme = scheme_of(url)
+        try:
+            urlsplit(url)
+        except ValueError as exc:
+            raise InvalidSource(f"Invalid source URL: {exc}") from None
         source = self.by_scheme.get(scheme)
         if source is None:
             raise InvalidSource(f"Unknown or disabled source scheme: {scheme or url[:20]}")
-        if self.allowed is not None and not self.allowed.match(url):
-            raise InvalidSource(f"Source URL is not allowed: {url}")
+        if self.allowed is not None and not self.allowed.allows(url):
+            raise InvalidSource(f"Source URL is not allowed: {url[:500]}")
         return source
 
-    async def fetch(self, url: str) -> Fetched:
-        return await self.check(url).fetch(url, self.settings.max_src_file_size)
+    def limit(self, max_bytes: int | None = None) -> int:
+        """The size limit for one request: its own (``msfs``) or the setting; 0 = none."""
+        return self.settings.max_src_file_size if max_bytes is None else max_bytes
+
+    def check_size(self, fetched: Fetched, max_bytes: int | None = None) -> Fetched:
+        """``fetched`` when within the request's limit (for a source from the originals
+        cache, fetched under another request's limit), else ``SourceTooLarge``."""
+        limit = self.limit(max_bytes)
+        if limit and len(fetched.data) > limit:
+            raise SourceTooLarge(f"Source is {len(fetched.data)} bytes, limit is {limit}")
+        return fetched
+
+    async def fetch(self, url: str, max_bytes: int | None = None) -> Fetched:
+        """The source's bytes and meta, at most ``max_bytes`` (``None``: the setting).
+
+        A source without ETag and Last-Modified gets a content hash as its ETag,
+        computed here once, off the event loop."""
+        fetched = await self.check(url).fetch(url, self.limit(max_bytes))
+        meta = fetched.meta
+        if meta.etag or meta.last_modified:
+            return fetched
+        etag = await asyncio.to_thread(content_etag, fetched.data)
+        return dataclasses.replace(fetched, meta=dataclasses.replace(meta, etag=etag))

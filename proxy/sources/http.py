@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 from typing import Any
 
@@ -30,15 +29,23 @@ from ..errors import (
     SourceTimeout,
     SourceUnreachable,
 )
+from .allowlist import AllowList, http_url
 from .base import CHUNK, Fetched, SourceMeta, read_limited
 from .netguard import AddressPolicy, parse
 
 log = logging.getLogger("vipsgate.sources")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Origin statuses that would mean something else coming from us: 401 without the
+# origin's WWW-Authenticate, 407 (our proxy auth), 408 (the client's request timed out).
+GATEWAY_STATUSES = frozenset({401, 407, 408})
 
 
 class BlockedAddress(OSError):
     """A source resolved to, or tried to dial, an address the policy refuses."""
+
+
+class UnusableHost(OSError):
+    """A host name the resolver cannot even encode (IDNA: empty or over-long label)."""
 
 
 class GuardedResolver(AbstractResolver):
@@ -50,7 +57,10 @@ class GuardedResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self.inner.resolve(host, port, family)
+        try:
+            results = await self.inner.resolve(host, port, family)
+        except UnicodeError as exc:
+            raise UnusableHost(f"Invalid host name {host[:100]!r}: {exc}") from None
         allowed = [r for r in results if self.policy.permits(r["host"])]
         if not allowed:
             refused = ", ".join(sorted({r["host"] for r in results}))
@@ -72,25 +82,25 @@ def guarded_socket_factory(policy: AddressPolicy) -> Any:
 
 
 def status_error(status: int, url: str) -> ProxyError | None:
-    """The error for an origin's final status: 404/410 -> 404, 4xx as is, else 502."""
+    """The error for an origin's final status: 404/410 -> 404, 401/407/408 -> 502,
+    other 4xx as is (imgproxy), anything else 502."""
     if status == 200:
         return None
     if status in (404, 410):
         return SourceNotFound(f"Origin answered {status} for {url}")
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status not in GATEWAY_STATUSES:
         return SourceUnreachable(f"Origin answered {status} for {url}", status=status)
     return SourceUnreachable(f"Origin answered {status} for {url}")
 
 
-def _blocked(exc: BaseException) -> BlockedAddress | None:
-    """The ``BlockedAddress`` behind an aiohttp connection error, if any."""
+def _refusal(exc: BaseException) -> BlockedAddress | UnusableHost | None:
+    """The ``BlockedAddress``/``UnusableHost`` behind an aiohttp connection error, if any."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, BlockedAddress):
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            seen = seen.os_error
+        if isinstance(seen, BlockedAddress | UnusableHost):
             return seen
-        if isinstance(seen, aiohttp.ClientConnectorError) and isinstance(
-                seen.os_error, BlockedAddress):
-            return seen.os_error
         seen = seen.__cause__
     return None
 
@@ -98,7 +108,7 @@ def _blocked(exc: BaseException) -> BlockedAddress | None:
 class HttpSource:
     """Fetch ``http(s)://`` sources; an async context manager owning the session."""
 
-    def __init__(self, settings: Any, allowed: re.Pattern[str] | None = None) -> None:
+    def __init__(self, settings: Any, allowed: AllowList | None = None) -> None:
         self.settings = settings
         self.allowed = allowed
         self.policy = AddressPolicy.from_settings(settings)
@@ -132,12 +142,12 @@ class HttpSource:
         except TimeoutError:
             raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
 
-    def check_target(self, target: URL, hop: int) -> None:
-        """Refuse a hop before dialling: scheme, allow-list (redirects), literal IP."""
-        if target.scheme not in ("http", "https") or not target.host:
-            raise InvalidSource(f"Not an HTTP(S) URL: {target}")
-        if hop and self.allowed is not None and not self.allowed.match(str(target)):
-            raise InvalidSource(f"Redirect target is not an allowed source: {target}")
+    def check_target(self, target: URL) -> None:
+        """Refuse a hop before dialling: scheme, host, allow-list, literal IP."""
+        http_url(target)
+        if self.allowed is not None and not self.allowed.allows(target):
+            raise InvalidSource(f"Not an allowed source: {target}")
+        assert target.host is not None
         try:
             address = parse(target.host)
         except ValueError:
@@ -152,12 +162,9 @@ class HttpSource:
 
     async def _fetch(self, url: str, max_bytes: int) -> Fetched:
         assert self.session is not None
-        try:
-            target = URL(url)
-        except ValueError as exc:
-            raise InvalidSource(f"Invalid source URL: {exc}") from None
-        for hop in range(self.max_redirects + 1):
-            self.check_target(target, hop)
+        target = http_url(url)
+        for _ in range(self.max_redirects + 1):
+            self.check_target(target)
             response = await self._request(target)
             async with response:
                 location = response.headers.get("Location")
@@ -183,9 +190,11 @@ class HttpSource:
         except aiohttp.InvalidURL as exc:
             raise InvalidSource(f"Invalid source URL {target}: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
-            blocked = _blocked(exc)
-            if blocked is not None:
-                raise self._refused(str(blocked)) from None
+            refusal = _refusal(exc)
+            if isinstance(refusal, BlockedAddress):
+                raise self._refused(str(refusal)) from None
+            if refusal is not None:
+                raise InvalidSource(str(refusal)) from None
             raise SourceUnreachable(f"Cannot reach {target}: {exc!r}") from None
 
     @staticmethod
