@@ -8,6 +8,9 @@ time; then the same operations run in-process in a thread pool of the same size,
 without HTTP: vipsgate's ``proxy.processing.process``, plain
 ``pyvips.Image.thumbnail_buffer`` and Pillow's draft()+thumbnail (the yardstick).
 W5 (cache hits) is compared with a bare aiohttp handler returning the same bytes.
+
+``--vs-thumbor`` instead compares the server with thumbor 7.8 (loadtest/peers.py) on cold
+W1-W4, side by side in one run.
 """
 
 from __future__ import annotations
