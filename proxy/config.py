@@ -317,6 +317,8 @@ class Settings:
                              parse=_choice("debug", "info", "warning", "error"), doc="Log level")
     playground: bool = setting(False, "VIPSGATE_PLAYGROUND", parse=_bool,
                                doc="Serve the development playground at /playground")
+    otel: bool = setting(False, "VIPSGATE_OTEL", parse=_bool,
+                         doc="OpenTelemetry spans per stage (needs `opentelemetry-api`)")
     # derived at start-up, not read from the environment
     dev_mode: bool = False
 

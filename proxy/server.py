@@ -41,6 +41,7 @@ from .processing.formats import MIME_TYPES, extension
 from .processing.pipeline import raw
 from .signing import Signer
 from .sources import Fetched, SourceMeta, Sources, scheme_of
+from .tracing import Tracer
 from .workers import WorkerPool
 
 log = logging.getLogger("vipsgate")
@@ -86,6 +87,7 @@ class State:
         self.originals: ByteLRU[Fetched] = ByteLRU(settings.source_cache_bytes,
                                                    lambda f: len(f.data) + 256, ratio)
         self.metrics = Metrics()
+        self.tracer = Tracer(settings.otel)
         self.pool: WorkerPool | None = None
         self.sources: Sources | None = None
         self.draining = False  # set on SIGTERM: /ready answers 503
@@ -104,6 +106,17 @@ class ImageHandler:
             LRUCache(maxsize=MEMO_SIZE)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        with self.state.tracer.span("vipsgate.request", **{"http.method": request.method}) \
+                as span:
+            response = await self._handle(request)
+            if span is not None:
+                trace = request[TRACE]
+                span.set_attributes({"vipsgate.cache": trace.cache,
+                                     "vipsgate.format": trace.format,
+                                     "vipsgate.source.scheme": trace.source_scheme})
+            return response
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         trace = request[TRACE]
         self.check_client(request)
         parsed = self.parse_and_verify(request.raw_path)
@@ -202,8 +215,10 @@ class ImageHandler:
         assert sources is not None
         started = time.perf_counter()
         limit = parsed.options.max_src_file_size  # msfs; None = IMGPROXY_MAX_SRC_FILE_SIZE
-        fetched, outcome = await self.state.originals.get_or_compute(
-            parsed.source, lambda: sources.fetch(parsed.source, limit))
+        with self.state.tracer.span("vipsgate.fetch", **{"vipsgate.source.scheme":
+                                                         trace.source_scheme}):
+            fetched, outcome = await self.state.originals.get_or_compute(
+                parsed.source, lambda: sources.fetch(parsed.source, limit))
         sources.check_size(fetched, limit)  # a cached source may exceed this request's msfs
         trace.stages["fetch"] = time.perf_counter() - started
         trace.source_cache, trace.source_bytes = outcome.value, len(fetched.data)
@@ -226,8 +241,10 @@ class ImageHandler:
                 fetched = await self.fetch(parsed, trace)
             etag = make_etag(key, fetched, self.state.fingerprint)
             started = time.perf_counter()
-            result, waited = await pool.run(process, fetched.data, parsed.options, policy,
-                                            self.state.processing)
+            with self.state.tracer.span("vipsgate.process",
+                                        **{"vipsgate.source.bytes": len(fetched.data)}):
+                result, waited = await pool.run(process, fetched.data, parsed.options, policy,
+                                                self.state.processing)
             trace.stages["queue"] = waited
             trace.stages["process"] = time.perf_counter() - started - waited
         return CachedResult(result, fetched.meta, etag)

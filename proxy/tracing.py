@@ -1,0 +1,40 @@
+"""Optional OpenTelemetry spans per stage, off by default.
+
+With ``VIPSGATE_OTEL=1`` and the ``opentelemetry-api`` package installed, each
+image request is a ``vipsgate.request`` span with ``vipsgate.fetch`` and
+``vipsgate.process`` children. Exporters are configured the standard way (the
+OpenTelemetry SDK and its ``OTEL_*`` variables, e.g. under
+``opentelemetry-instrument vipsgate serve``); vipsgate only creates spans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger("vipsgate")
+
+
+class Tracer:
+    def __init__(self, enabled: bool) -> None:
+        self._tracer: Any = None
+        if not enabled:
+            return
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            log.warning("VIPSGATE_OTEL is on but opentelemetry-api is not installed: no spans")
+            return
+        self._tracer = trace.get_tracer("vipsgate")
+
+    @contextlib.contextmanager
+    def span(self, name: str, **attributes: Any) -> Iterator[Any]:
+        """A span as the current one (a no-op when tracing is off)."""
+        if self._tracer is None:
+            yield None
+            return
+        with self._tracer.start_as_current_span(
+                name, attributes={k: v for k, v in attributes.items() if v is not None}) as span:
+            yield span
