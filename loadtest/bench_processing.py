@@ -6,7 +6,7 @@ One libvips thread, median of 3 runs, generated images (no files needed):
 a 1600x1200 photo-like JPEG resized to 800x600 in each output format (AVIF at
 several ``IMGPROXY_AVIF_SPEED`` values), and a 320x240 100-frame cartoon-like
 GIF resized to 160x120 with 1 and 100 kept frames. The figures in
-docs/sections/processing.md come from this script.
+the README's Processing section come from this script.
 """
 
 from __future__ import annotations
