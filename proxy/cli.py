@@ -92,8 +92,7 @@ def serve(settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def
     configure_logging(settings.log_level, settings.log_format)
     try:
         import uvloop
-        uvloop.install() if sys.version_info < (3, 12) else None
-        runner = uvloop.run if sys.version_info >= (3, 12) else asyncio.run
+        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop missing on this platform
         runner = asyncio.run
     sys.setswitchinterval(0.001)  # hand the GIL to finished libvips threads sooner
