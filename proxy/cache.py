@@ -85,6 +85,9 @@ class ByteLRU(Generic[T]):
     def __len__(self) -> int:
         return len(self._lru) if self._lru is not None else 0
 
+    def __contains__(self, key: Hashable) -> bool:
+        return self._lru is not None and key in self._lru
+
     def get(self, key: Hashable) -> T | None:
         """The cached value (marking it recently used), or None."""
         return self._lru.get(key) if self._lru is not None else None
