@@ -88,7 +88,7 @@ def serve(settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def
     from .server import create_app
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)
-    from .middleware import configure_logging
+    from .middleware import configure_logging, flush_access_log
     configure_logging(settings.log_level, settings.log_format)
     try:
         import uvloop
@@ -105,6 +105,7 @@ def serve(settings, host: str, port: int) -> int:  # type: ignore[no-untyped-def
         # exit, past the grace period: the answers are gone, so leave now
         logging.getLogger("vipsgate").warning("exiting with %d images still in libvips",
                                               pool.busy)
+        flush_access_log()
         logging.shutdown()
         sys.stdout.flush()
         os._exit(0)

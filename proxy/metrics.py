@@ -39,7 +39,7 @@ _STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 _BYTES = tuple(float(2 ** n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestTrace:
     """What happened to one request: filled by the server, read by logs and metrics."""
 

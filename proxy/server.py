@@ -7,6 +7,7 @@ parse -> verify -> negotiate -> cache lookup -> (admit -> fetch -> process) -> r
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import logging
@@ -19,7 +20,6 @@ from urllib.parse import quote, urlsplit
 
 import pyvips
 from aiohttp import web
-from cachetools import LRUCache
 
 from . import memory
 from .cache import ByteLRU, Outcome, result_key
@@ -45,7 +45,7 @@ from .tracing import Tracer
 from .workers import WorkerPool
 
 log = logging.getLogger("vipsgate")
-MEMO_SIZE = 4096  # hot URLs; each entry is a parsed URL (~1 KB)
+MEMO_SIZE = 4096  # hot URLs; each entry is a parsed URL (~1 KB) and its memos
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
@@ -100,43 +100,56 @@ class ImageHandler:
     def __init__(self, state: State) -> None:
         self.state = state
         self.settings = state.settings
-        # per-URL work that repeats on every hit: bounded memos (LRU by count)
-        self.verified: LRUCache[str, ParsedPath] = LRUCache(maxsize=MEMO_SIZE)
-        self.keys: LRUCache[tuple[int, str], tuple[ParsedPath, tuple[str, str, str]]] = \
-            LRUCache(maxsize=MEMO_SIZE)
+        # per-URL work that repeats on every hit, memoised by the exact signed path
+        # (functools' LRU, bounded by count; failures raise and are not kept)
+        self.verified = functools.lru_cache(maxsize=MEMO_SIZE)(self._verify)
+        # browsers send a handful of Accept values: parse each once
+        s = self.settings
+        self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
+            negotiate, auto_webp=s.auto_webp, auto_avif=s.auto_avif,
+            enforce_webp=s.enforce_webp, enforce_avif=s.enforce_avif))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.state.tracer.enabled:
+            return await self._handle(request)
         with self.state.tracer.span("vipsgate.request", **{"http.method": request.method}) \
                 as span:
             response = await self._handle(request)
-            if span is not None:
-                trace = request[TRACE]
-                span.set_attributes({"vipsgate.cache": trace.cache,
-                                     "vipsgate.format": trace.format,
-                                     "vipsgate.source.scheme": trace.source_scheme})
+            trace = request[TRACE]
+            span.set_attributes({"vipsgate.cache": trace.cache,
+                                 "vipsgate.format": trace.format,
+                                 "vipsgate.source.scheme": trace.source_scheme})
             return response
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         trace = request[TRACE]
         self.check_client(request)
-        parsed = self.parse_and_verify(request.raw_path)
-        policy = negotiate(parsed.options.format, request.headers.get("Accept", ""),
-                           auto_webp=self.settings.auto_webp, auto_avif=self.settings.auto_avif,
-                           enforce_webp=self.settings.enforce_webp,
-                           enforce_avif=self.settings.enforce_avif)
+        verified = self.parse_and_verify(request.raw_path)
+        parsed = verified.parsed
+        policy = self.negotiate(parsed.options.format, request.headers.get("Accept", ""))
         trace.source_scheme = scheme_of(parsed.source)
-        key = self.key_for(parsed, policy)
-        try:
-            async with asyncio.timeout(self.settings.timeout):
-                fetched = await self.revalidate(request, parsed, policy, key, trace)
-                entry, outcome = await self.state.results.get_or_compute(
-                    key, lambda: self.produce(parsed, policy, key, trace, fetched))
-        except TimeoutError:
-            raise RequestTimeout(f"Request took longer than {self.settings.timeout}s") from None
+        memo = self.memo_for(verified, policy)
+        entry = self.state.results.get(memo.key)
+        if entry is not None:  # the hot path: no timeout, no flight, no worker
+            outcome = Outcome.HIT
+        else:
+            entry, outcome = await self.compute(request, parsed, policy, memo.key, trace)
         trace.cache = outcome.value
         trace.format = entry.result.format
         self.check_conditional(request, entry.etag, entry.meta, parsed, policy)
-        return self.respond(entry, parsed, policy, outcome)
+        return self.respond(entry, memo, policy, outcome)
+
+    async def compute(self, request: web.Request, parsed: ParsedPath, policy: FormatPolicy,
+                      key: tuple[str, str, str], trace: RequestTrace
+                      ) -> tuple[CachedResult, Outcome]:
+        """A result that was not cached: revalidate, then produce it (coalesced), in time."""
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                fetched = await self.revalidate(request, parsed, policy, key, trace)
+                return await self.state.results.get_or_compute(
+                    key, lambda: self.produce(parsed, policy, key, trace, fetched))
+        except TimeoutError:
+            raise RequestTimeout(f"Request took longer than {self.settings.timeout}s") from None
 
     def check_client(self, request: web.Request) -> None:
         s = self.settings
@@ -153,36 +166,35 @@ class ImageHandler:
             if not any(address in net for net in s.allowed_client_cidrs):
                 raise Forbidden(f"Client {address} is not allowed")
 
-    def parse_and_verify(self, raw_path: str) -> ParsedPath:
+    def parse_and_verify(self, raw_path: str) -> VerifiedUrl:
         """Signature check and parse, memoised by the exact signed path.
 
         A memo hit means this very (signature, path) verified before, and the
         settings cannot change while the server runs; only ``exp`` is time-bound.
         """
-        path = raw_path.split("?", 1)[0]
-        parsed = self.verified.get(path)
-        if parsed is None:
-            signature, signed = split_signature(path, self.settings.path_prefix)
-            if not self.state.signer.enabled and ":" in signature:
-                raise Forbidden("The signature appears to be a processing option; "
-                                "is the signature segment missing?")
-            if not self.state.signer.verify(signature, signed):
-                raise Forbidden("Invalid signature")
-            parsed = parse_path(signed, self.state.parser)
-            self.verified[path] = parsed
-        if parsed.options.expires > 0 and parsed.options.expires < time.time():
+        verified = self.verified(raw_path.split("?", 1)[0])
+        expires = verified.parsed.options.expires
+        if expires > 0 and expires < time.time():
             raise ExpiredURL("Expired URL")
-        return parsed
+        return verified
 
-    def key_for(self, parsed: ParsedPath, policy: FormatPolicy) -> tuple[str, str, str]:
-        """The result-cache key (memoised per parsed URL, by identity, and format class)."""
-        memo = (id(parsed), policy.key)
-        hit = self.keys.get(memo)
-        if hit is not None and hit[0] is parsed:
-            return hit[1]
-        key = result_key(parsed.options, parsed.source, policy.key, self.state.processing)
-        self.keys[memo] = (parsed, key)
-        return key
+    def _verify(self, path: str) -> VerifiedUrl:
+        signature, signed = split_signature(path, self.settings.path_prefix)
+        if not self.state.signer.enabled and ":" in signature:
+            raise Forbidden("The signature appears to be a processing option; "
+                            "is the signature segment missing?")
+        if not self.state.signer.verify(signature, signed):
+            raise Forbidden("Invalid signature")
+        return VerifiedUrl(parse_path(signed, self.state.parser))
+
+    def memo_for(self, verified: VerifiedUrl, policy: FormatPolicy) -> UrlMemo:
+        """The result-cache key and header values of one URL and format class."""
+        memo = verified.memos.get(policy.key)
+        if memo is None:
+            parsed = verified.parsed
+            key = result_key(parsed.options, parsed.source, policy.key, self.state.processing)
+            memo = verified.memos[policy.key] = UrlMemo(parsed, key)
+        return memo
 
     async def revalidate(self, request: web.Request, parsed: ParsedPath, policy: FormatPolicy,
                          key: tuple, trace: RequestTrace) -> Fetched | None:
@@ -258,23 +270,61 @@ class ImageHandler:
             raise NotModified(headers=cache_headers(self.settings, parsed.options.expires,
                                                     policy.vary, meta, etag))
 
-    def respond(self, entry: CachedResult, parsed: ParsedPath, policy: FormatPolicy,
+    def respond(self, entry: CachedResult, memo: UrlMemo, policy: FormatPolicy,
                 outcome: Outcome) -> web.Response:
+        if memo.entry is entry:  # a hit on the same result: the same headers
+            return web.Response(body=entry.result.data, headers=memo.headers)
+        headers = self.response_headers(entry, memo.parsed, policy, outcome)
+        if self.static_headers(memo.parsed, entry.meta):
+            memo.entry, memo.headers = entry, headers
+        return web.Response(body=entry.result.data, headers=headers)
+
+    def response_headers(self, entry: CachedResult, parsed: ParsedPath, policy: FormatPolicy,
+                         outcome: Outcome) -> dict[str, str]:
         result = entry.result
         headers = cache_headers(self.settings, parsed.options.expires, policy.vary, entry.meta,
                                 entry.etag)
         headers["Content-Disposition"] = content_disposition(parsed, result.format,
                                                              self.settings.return_attachment)
         headers["Content-Security-Policy"] = CSP
+        headers["Content-Type"] = MIME_TYPES.get(result.format, "application/octet-stream")
         if self.settings.debug_headers:
             headers.update({
                 "X-Cache": outcome.value, "X-Origin-Width": str(result.source_width),
                 "X-Origin-Height": str(result.source_height),
                 "X-Result-Width": str(result.width), "X-Result-Height": str(result.height),
             })
-        return web.Response(body=result.data, headers=headers,
-                            content_type=MIME_TYPES.get(result.format,
-                                                        "application/octet-stream"))
+        return headers
+
+    def static_headers(self, parsed: ParsedPath, meta: SourceMeta) -> bool:
+        """Whether a result's headers stay the same on every hit: not with ``exp`` or a
+        passed-through ``Expires`` (a TTL that counts down), nor with debug headers."""
+        s = self.settings
+        passthrough_expires = s.cache_control_passthrough and not meta.cache_control \
+            and bool(meta.expires)
+        return parsed.options.expires <= 0 and not passthrough_expires and not s.debug_headers
+
+
+class VerifiedUrl:
+    """A URL whose signature verified: its parsed form and, per format class, a memo."""
+
+    __slots__ = ("memos", "parsed")
+
+    def __init__(self, parsed: ParsedPath) -> None:
+        self.parsed = parsed
+        self.memos: dict[str, UrlMemo] = {}  # by FormatPolicy.key: a handful at most
+
+
+class UrlMemo:
+    """What a hit on one URL and format class reuses: the result key, and the response
+    headers of the cached result they were made for (``entry``)."""
+
+    __slots__ = ("entry", "headers", "key", "parsed")
+
+    def __init__(self, parsed: ParsedPath, key: tuple[str, str, str]) -> None:
+        self.parsed, self.key = parsed, key
+        self.entry: CachedResult | None = None
+        self.headers: dict[str, str] = {}
 
 
 def content_disposition(parsed: ParsedPath, fmt: str, attachment_default: bool) -> str:

@@ -29,6 +29,10 @@ class Tracer:
             return
         self._tracer = trace.get_tracer("vipsgate")
 
+    @property
+    def enabled(self) -> bool:
+        return self._tracer is not None
+
     @contextlib.contextmanager
     def span(self, name: str, **attributes: Any) -> Iterator[Any]:
         """A span as the current one (a no-op when tracing is off)."""

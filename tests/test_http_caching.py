@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from email.utils import formatdate
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -458,3 +459,28 @@ def test_vary_is_merged_not_overwritten():
     empty: dict[str, str] = {}
     add_vary(empty)
     assert "Vary" not in empty
+
+
+async def test_hits_repeat_the_miss_headers_and_recount_exp(make_client, images, monkeypatch):
+    """A hit reuses the headers made for its cached result (no debug headers here), but
+    a TTL that counts down (``exp``) is computed again on every hit."""
+    (images / "cat.jpg").write_bytes(jpeg(64, 48))
+    client = await make_client()
+    url = signed("/rs:fit:20:20/plain/local:///cat.jpg")
+    miss, hit = [await client.get(url) for _ in range(2)]
+    names = ("ETag", "Cache-Control", "Vary", "Content-Type", "Content-Disposition",
+             "Content-Security-Policy", "Content-Length")
+    assert [miss.headers.get(n) for n in names] == [hit.headers.get(n) for n in names]
+    assert miss.headers["X-Request-ID"] != hit.headers["X-Request-ID"]
+    assert await hit.read() == await miss.read()
+
+    clock = [time.time()]
+    monkeypatch.setattr("proxy.http_cache.time", SimpleNamespace(time=lambda: clock[0]))
+    expiring = signed(f"/exp:{int(clock[0]) + 1000}/rs:fit:20:20/plain/local:///cat.jpg")
+    ages = []
+    for _ in range(3):
+        response = await client.get(expiring)
+        assert response.status == 200
+        ages.append(int(response.headers["Cache-Control"].split(",")[0].split("=")[1]))
+        clock[0] += 100
+    assert ages[0] - ages[1] == ages[1] - ages[2] == 100

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import TEST_KEY, TEST_SALT, signed
 from imagegen import jpeg
+from proxy import middleware
 from proxy.middleware import JsonFormatter, configure_logging, redact
 
 FIELDS = {"ts", "level", "logger", "msg", "request_id", "method", "path", "status", "bytes",
@@ -121,18 +122,62 @@ def test_redact_handles_prefix_and_query():
     assert redact("/health", signed=False) == "/health"
 
 
-def test_configure_logging_json_on_root(capsys):
+@pytest.fixture
+def restore_logging():  # type: ignore[no-untyped-def]
+    """Undo ``configure_logging``: root handlers and level, pyvips' level, the sink."""
     root, vips = logging.getLogger(), logging.getLogger("pyvips")
-    saved = (root.handlers[:], root.level, vips.level)
-    try:
-        configure_logging("info", "json")
-        logging.getLogger("vipsgate").warning("hello %s", "there", extra={"request_id": "r1"})
-        vips.info("VIPS: chatter")
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        vips.setLevel(saved[2])
+    saved = (root.handlers[:], root.level, vips.level, middleware._sink)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    vips.setLevel(saved[2])
+    middleware._sink = saved[3]
+
+
+def test_configure_logging_json_on_root(capsys, restore_logging):
+    configure_logging("info", "json")
+    logging.getLogger("vipsgate").warning("hello %s", "there", extra={"request_id": "r1"})
+    logging.getLogger("pyvips").info("VIPS: chatter")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     entry = json.loads(lines[0])
     assert (entry["level"], entry["msg"], entry["request_id"]) == ("warning", "hello there", "r1")
+
+
+async def test_server_access_log_writes_the_formatters_lines(make_client, images,
+                                                             restore_logging):
+    """``configure_logging`` (what ``vipsgate serve`` calls) sends access lines to a
+    stream directly, bypassing ``logging``: the same JSON shape, one line per request."""
+    (images / "cat.jpg").write_bytes(jpeg(40, 30))
+    stream = io.StringIO()
+    configure_logging("info", "json", access_stream=stream)
+    client = await make_client(VIPSGATE_LOG_FORMAT="json")
+    url = signed("/rs:fit:10:10/plain/local:///cat.jpg")
+    for request_id in ("sink-1", "sink-2"):
+        response = await client.get(url, headers={"X-Request-ID": request_id})
+        assert response.status == 200
+        await response.read()
+    middleware.flush_access_log()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == ["sink-1", "sink-2"]
+    assert all(set(line) >= FIELDS and line["logger"] == "vipsgate.access" for line in lines)
+    assert [line["cache"] for line in lines] == ["miss", "hit"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]["ts"])
+
+
+async def test_server_access_log_text_and_level(make_client, images, restore_logging):
+    (images / "cat.jpg").write_bytes(jpeg(40, 30))
+    stream = io.StringIO()
+    configure_logging("info", "text", access_stream=stream)
+    client = await make_client()
+    url = signed("/rs:fit:10:10/plain/local:///cat.jpg")
+    assert (await client.get(url, headers={"X-Request-ID": "text-2"})).status == 200
+    middleware.flush_access_log()
+    [line] = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO vipsgate\.access: "
+                        r"text-2 GET /<sig>/rs:fit:10:10/plain/local:///cat\.jpg 200 \d+B "
+                        r"[\d.]+ms cache=miss jpeg .*", line)
+    configure_logging("warning", "text", access_stream=stream)  # access lines are INFO
+    assert (await client.get(url)).status == 200
+    middleware.flush_access_log()
+    assert len(stream.getvalue().splitlines()) == 1
