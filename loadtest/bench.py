@@ -43,6 +43,7 @@ from loadtest.common import (
     vipsgate_server,
     write_sources,
 )
+from proxy.config import available_cpus
 
 prepare_libvips()
 MODERN_ACCEPT = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
@@ -429,12 +430,12 @@ def chart(report: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    cpus = os.cpu_count() or 1
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int,
-                        help="IMGPROXY_WORKERS per process (default CPUs / processes)")
+                        help="IMGPROXY_WORKERS per process (default: the server's, "
+                             "2 x CPUs / processes)")
     parser.add_argument("--processes", type=int, default=1, help="server processes")
     parser.add_argument("--only", default="W1,W2,W3,W4,W5", type=lambda v: v.split(","))
     parser.add_argument("--max-rps", type=int, default=1500,
@@ -453,7 +454,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
     args = parser.parse_args()
-    args.workers = args.workers or max(1, cpus // args.processes)
+    args.workers = args.workers or max(1, 2 * available_cpus() // args.processes)
     if args.vs_thumbor:
         report = run_vs_thumbor(args)
         print("\n" + vs_summary(report))

@@ -25,6 +25,22 @@ SAMPLES_DIR = Path(__file__).parent / "samples"
 Parser = Callable[[str], Any]
 
 
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota
+    (``cpu.max``, what a Kubernetes CPU limit sets), rounded up; at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota here
+    return max(1, cpus)
+
+
 # --- value parsers: each raises ValueError with a short explanation -------------------
 
 def _bool(text: str) -> bool:
@@ -136,7 +152,7 @@ class Settings:
                                doc="URL prefix every route is mounted under, e.g. `/img`")
     workers: int = setting(0, "IMGPROXY_WORKERS", parse=_int(0, 1024),
                            doc="Images processed at once per process (threads); "
-                               "0 = CPUs / processes")
+                               "0 = 2 × CPUs / processes (imgproxy's default)")
     executor: str = setting("thread", "VIPSGATE_EXECUTOR", parse=_choice("thread", "process"),
                             doc="Where pixel work runs: `thread`s, or worker `process`es "
                                 "(no GIL contention with the event loop)")
@@ -324,7 +340,9 @@ class Settings:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or max(1, (os.cpu_count() or 1) // self.processes)
+        """``IMGPROXY_WORKERS``, or imgproxy's default: two per CPU (shared by the processes).
+        Two per CPU keep the cores busy while a worker holds the GIL for pyvips' Python."""
+        return self.workers or max(1, 2 * available_cpus() // self.processes)
 
     @property
     def host_port(self) -> tuple[str, int]:

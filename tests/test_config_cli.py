@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, TEST_KEY, TEST_SALT
 from imagegen import load
 from proxy.cli import main
-from proxy.config import SAMPLES_DIR, Settings, from_env, settings_table
+from proxy.config import SAMPLES_DIR, Settings, available_cpus, from_env, settings_table
 from proxy.errors import ConfigError
 from proxy.signing import Signer
 
@@ -191,3 +191,18 @@ def test_serve_prints_working_example_urls():
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_available_cpus_follows_affinity_and_a_cgroup_quota(tmp_path):
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path) == affinity  # no cpu.max: the affinity mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # limits.cpu: 1.5 -> 2
+    assert available_cpus(tmp_path) == min(affinity, 2)
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # 0.5 CPU -> 1
+    assert available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("garbage\n")
+    assert available_cpus(tmp_path) == affinity
+    workers = Settings(workers=0, processes=1).worker_count
+    assert workers == 2 * available_cpus()  # imgproxy's default: two per CPU

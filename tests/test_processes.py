@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_KEY, TEST_SALT
-from proxy.config import from_env
+from proxy.config import available_cpus, from_env
 from proxy.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_processes_setting_is_validated() -> None:
     base = {"IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT}
     settings = from_env({**base, "VIPSGATE_PROCESSES": "2", "IMGPROXY_WORKERS": "0"})
     assert settings.processes == 2
-    assert settings.worker_count == max(1, (os.cpu_count() or 1) // 2)
+    assert settings.worker_count == max(1, 2 * available_cpus() // 2)
     with pytest.raises(ConfigError, match="VIPSGATE_PROCESSES"):
         from_env({**base, "VIPSGATE_PROCESSES": "0"})
 

@@ -170,6 +170,19 @@ def test_blur_keeps_transparency_clean():
     assert 0 < edge[3] < 255 and edge[0] > 250
 
 
+def test_downscale_keeps_transparency_clean():
+    """Resizing with alpha is premultiplied (as libvips' thumbnail): edge pixels keep
+    their colour instead of darkening towards the transparent black around them."""
+    image = solid(81, 81, [0, 0, 0], alpha=0).draw_rect([255, 0, 0, 255], 20, 20, 41, 41,
+                                                     fill=True)
+    _, out = run(png(image), "rs:fit:27:27")
+    assert (out.width, out.height) == (27, 27)
+    edges = [px(out, x, 13) for x in range(27) if 0 < px(out, x, 13)[3] < 255]
+    assert edges, "the scaled square has soft edges"
+    assert all(edge[0] >= 250 and edge[1] <= 5 for edge in edges), edges
+    assert px(out, 13, 13) == [255, 0, 0, 255] and px(out, 0, 0)[3] == 0
+
+
 def test_pixelate_makes_uniform_blocks_of_the_mean_colour():
     source = photo(50, 37)
     _, out = run(png(source), "pix:8")
