@@ -8,8 +8,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from .errors import ConfigError
@@ -123,8 +125,15 @@ def _fork_servers(count: int) -> int | ExitCode:
     Returns the process index in a child. The parent only supervises: it forwards
     SIGTERM/SIGINT, and when one child dies unexpectedly it stops the others and
     returns a failing ``ExitCode`` (the orchestrator restarts the whole server).
-    Separate processes use both cores better than threads sharing one GIL.
+    Separate processes use both cores better than threads sharing one GIL. Metrics
+    go through prometheus-client's multiprocess mode (a temporary directory, unless
+    ``PROMETHEUS_MULTIPROC_DIR`` names one), so every ``/metrics`` shows all processes.
     """
+    from .metrics import enable_multiprocess, multiprocess_dir, process_exited
+    own_dir = None
+    if not multiprocess_dir():  # shared metric files, so any process's /metrics sums all
+        own_dir = tempfile.mkdtemp(prefix="vipsgate-metrics-")
+        enable_multiprocess(own_dir)
     children: list[int] = []
     for index in range(count):
         pid = os.fork()
@@ -147,10 +156,13 @@ def _fork_servers(count: int) -> int | ExitCode:
     while remaining:
         pid, raw = os.wait()
         remaining.discard(pid)
+        process_exited(pid)
         code = os.waitstatus_to_exitcode(raw)
         if code != 0 and not stopping:
             status = 1
             forward(signal.SIGTERM, None)
+    if own_dir:
+        shutil.rmtree(own_dir, ignore_errors=True)
     return ExitCode(status)
 
 

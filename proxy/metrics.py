@@ -2,14 +2,17 @@
 
 The server fills a ``RequestTrace`` as the request moves down the pipeline and
 hands it to ``Metrics.observe`` at the end; nothing here calls back up. Gauges
-of live state (caches, queue, workers, libvips memory) are read at scrape time
-by ``LiveCollector``, never updated per request.
+of live state (caches, queue, workers, libvips memory) are set from the live
+objects at scrape time by ``LiveGauges``, never updated per request. With
+``vipsgate serve --processes N`` all of it goes through prometheus-client's
+multiprocess mode, so any process's ``/metrics`` reports the whole server.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,10 +25,13 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
@@ -37,6 +43,7 @@ STAGES = ("queue", "fetch", "process")
 _SECONDS = (.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 _STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 _BYTES = tuple(float(2 ** n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(slots=True)
@@ -146,61 +153,97 @@ def _loaded_library(stem: str) -> str | None:
     return None
 
 
-class LiveCollector(Collector):
-    """Gauges computed from live objects at scrape time."""
+class LiveGauges:
+    """Gauges of live state (caches, queue, workers, libvips memory), set by
+    ``publish`` from the objects themselves: at every scrape, and every second when
+    several processes share the metrics (each process then contributes its share,
+    summed by prometheus-client's multiprocess mode)."""
 
-    def __init__(self, namespace: str, metrics: Metrics) -> None:
-        self.ns = namespace
-        self.metrics = metrics
+    def __init__(self, namespace: str, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = (),
+                  mode: str = "livesum") -> Gauge:
+            return Gauge(name, doc, labels, namespace=namespace, registry=registry,
+                         multiprocess_mode=mode)
+
+        self.in_flight = gauge("requests_in_flight", "Image requests being handled now")
+        self.draining = gauge("draining", "1 after SIGTERM while the server drains",
+                              mode="livemax")
+        self.cache_bytes = gauge("cache_bytes", "Bytes held by an in-process cache",
+                                 ("cache",))
+        self.cache_capacity = gauge("cache_capacity_bytes", "Byte limit of an in-process "
+                                    "cache", ("cache",))
+        self.cache_entries = gauge("cache_entries", "Entries in an in-process cache",
+                                   ("cache",))
+        self.queue_depth = gauge("queue_depth", "Admitted requests not yet in a worker "
+                                 "(waiting for one, or fetching their source)")
+        self.queue_capacity = gauge("queue_capacity", "Admitted requests allowed before 429 "
+                                    "(0 = unbounded)")
+        self.workers = gauge("workers", "Worker threads for image processing")
+        self.workers_busy = gauge("workers_busy", "Workers processing an image now")
+        self.vips_memory = gauge("vips_memory_bytes", "Memory libvips has allocated now")
+        self.vips_highwater = gauge("vips_memory_highwater_bytes",
+                                    "Most memory libvips has held (per process)", mode="livemax")
+        self.vips_allocations = gauge("vips_allocations", "Live libvips allocations")
+        self.vips_files = gauge("vips_open_files", "Files libvips has open")
         self.vips = VipsMemory()
 
-    def _gauge(self, name: str, doc: str, value: float | None = None,
-               labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
-        return GaugeMetricFamily(f"{self.ns}_{name}", doc, value=value,
-                                 labels=list(labels) if labels else None)
+    def publish(self, in_flight: int, state: LiveState | None) -> None:
+        self.in_flight.set(in_flight)
+        if state is None:
+            return
+        self.draining.set(int(state.draining))
+        for name, cache in (("result", state.results), ("source", state.originals)):
+            self.cache_bytes.labels(name).set(cache.current_bytes)
+            self.cache_capacity.labels(name).set(cache.max_bytes)
+            self.cache_entries.labels(name).set(len(cache))
+        pool = state.pool
+        if pool is not None:
+            self.queue_depth.set(pool.queued)
+            self.queue_capacity.set(pool.capacity)
+            self.workers.set(pool.workers)
+            self.workers_busy.set(pool.busy)
+        vips = self.vips.read()
+        if vips is not None:
+            self.vips_memory.set(vips["memory"])
+            self.vips_highwater.set(vips["highwater"])
+            self.vips_allocations.set(vips["allocs"])
+            self.vips_files.set(vips["files"])
+
+
+class BuildInfo(Collector):
+    """``vipsgate_build_info``: the vipsgate and libvips versions."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
 
     def collect(self) -> Iterator[Any]:
         info = InfoMetricFamily(f"{self.ns}_build", "vipsgate and libvips versions")
         info.add_metric([], {"version": __version__, "libvips": _libvips_version()})
         yield info
-        yield self._gauge("requests_in_flight", "Image requests being handled now",
-                          self.metrics.in_flight)
-        state = self.metrics.live
-        if state is None:
-            return
-        yield self._gauge("draining", "1 after SIGTERM while the server drains",
-                          int(state.draining))
-        yield from self._caches(state)
-        pool = state.pool
-        if pool is not None:
-            yield self._gauge("queue_depth", "Admitted requests not yet in a worker "
-                              "(waiting for one, or fetching their source)", pool.queued)
-            yield self._gauge("queue_capacity", "Admitted requests allowed before 429 "
-                              "(0 = unbounded)", pool.capacity)
-            yield self._gauge("workers", "Worker threads for image processing", pool.workers)
-            yield self._gauge("workers_busy", "Workers processing an image now", pool.busy)
-            yield self._gauge("worker_utilization", "Busy workers / workers (0..1)",
-                              pool.busy / pool.workers if pool.workers else 0.0)
-        vips = self.vips.read()
-        if vips is not None:
-            yield self._gauge("vips_memory_bytes", "Memory libvips has allocated now",
-                              vips["memory"])
-            yield self._gauge("vips_memory_highwater_bytes", "Most memory libvips has held",
-                              vips["highwater"])
-            yield self._gauge("vips_allocations", "Live libvips allocations", vips["allocs"])
-            yield self._gauge("vips_open_files", "Files libvips has open", vips["files"])
 
-    def _caches(self, state: LiveState) -> Iterator[Any]:
-        size = self._gauge("cache_bytes", "Bytes held by an in-process cache", labels=("cache",))
-        cap = self._gauge("cache_capacity_bytes", "Byte limit of an in-process cache",
-                          labels=("cache",))
-        entries = self._gauge("cache_entries", "Entries in an in-process cache",
-                              labels=("cache",))
-        for name, cache in (("result", state.results), ("source", state.originals)):
-            size.add_metric([name], cache.current_bytes)
-            cap.add_metric([name], cache.max_bytes)
-            entries.add_metric([name], len(cache))
-        yield from (size, cap, entries)
+
+def _with_utilization(families: list[Any], namespace: str) -> list[Any]:
+    """Add ``worker_utilization`` (busy / workers) from the collected, possibly summed,
+    worker gauges: it cannot be summed across processes itself."""
+    totals = {f.name: sum(s.value for s in f.samples) for f in families
+              if f.name in (f"{namespace}_workers", f"{namespace}_workers_busy")}
+    workers = totals.get(f"{namespace}_workers")
+    if workers is not None:
+        busy = totals.get(f"{namespace}_workers_busy", 0.0)
+        families.append(GaugeMetricFamily(f"{namespace}_worker_utilization",
+                                          "Busy workers / workers (0..1)",
+                                          value=busy / workers if workers else 0.0))
+    return families
+
+
+class _Families:
+    """Already collected metric families, in the shape ``generate_latest`` reads."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
 
 
 def _libvips_version() -> str:
@@ -211,14 +254,40 @@ def _libvips_version() -> str:
         return "unknown"
 
 
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, when it is on."""
+    return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Keep every metric in files under ``directory`` that each process's ``/metrics``
+    reads and sums (prometheus-client's multiprocess mode). Call before any metric
+    exists and before forking: ``vipsgate serve --processes N`` does."""
+    os.environ[MULTIPROCESS_ENV] = directory
+    values.ValueClass = values.get_value_class()
+
+
+def process_exited(pid: int) -> None:
+    """Drop the live gauges of a process that has exited (the supervisor calls this)."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid)
+
+
 class Metrics:
-    """One registry per app: per-request counters/histograms plus the live collector."""
+    """One registry per app: per-request counters/histograms plus the live gauges.
+
+    With several processes (``enable_multiprocess``), every process writes its
+    values to shared files and any process's ``render`` reports the sums, so a
+    scrape that lands on any of them sees the whole server.
+    """
 
     def __init__(self, namespace: str = "vipsgate",
                  registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.namespace = namespace
         self.in_flight = 0
         self.live: LiveState | None = None
+        self.multiprocess = multiprocess_dir()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         ns, reg = namespace, self.registry
         self.requests = Counter("requests", "Image requests by status class and format",
@@ -235,13 +304,25 @@ class Metrics:
                              ["cache", "outcome"], namespace=ns, registry=reg)
         self.errors = Counter("errors", "Errors by category", ["type"], namespace=ns,
                               registry=reg)
-        for collector in (ProcessCollector(registry=None), PLATFORM_COLLECTOR, GC_COLLECTOR,
-                          LiveCollector(ns, self)):
-            reg.register(collector)
+        self.gauges = LiveGauges(ns, reg)
+        if self.multiprocess:  # scrapes read the shared files, not this registry
+            self.source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.source, self.multiprocess)
+        else:
+            self.source = reg
+            for collector in (ProcessCollector(registry=None), PLATFORM_COLLECTOR,
+                              GC_COLLECTOR):
+                reg.register(collector)
+        self.source.register(BuildInfo(ns))
 
     def watch(self, state: LiveState) -> None:
-        """Read caches, queue and workers from ``state`` at every scrape."""
+        """Publish caches, queue and workers of ``state`` in the live gauges."""
         self.live = state
+
+    def publish(self) -> None:
+        """Set the live gauges from the watched state (each scrape; with several
+        processes also every second, see ``server``)."""
+        self.gauges.publish(self.in_flight, self.live)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached: the lookup is a hot-path cost per request."""
@@ -270,7 +351,9 @@ class Metrics:
             child(self.errors, trace.error).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self.publish()
+        families = _with_utilization(list(self.source.collect()), self.namespace)
+        return generate_latest(_Families(families))  # type: ignore[arg-type]
 
 
 async def _metrics_handler(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ parse -> verify -> negotiate -> cache lookup -> (admit -> fetch -> process) -> r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import ipaddress
@@ -405,7 +406,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     pool = state.pool
     await pool.start()
     async with Sources(s) as sources, memory.trimmer(s.free_memory_interval,
-                                                     lambda: pool.idle):
+                                                     lambda: pool.idle), \
+            _publishing(state.metrics):
         state.sources = sources
         if s.watermark_url and not state.processing.watermark:
             await _fetch_watermark(state, sources)
@@ -413,6 +415,29 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             state.pool.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def _publishing(metrics: Metrics, interval: float = 1.0) -> AsyncIterator[None]:
+    """With several processes, each publishes its live gauges every ``interval``
+    seconds, so a scrape answered by another process sees them (a scrape also
+    publishes the answering process's own, fresh)."""
+    if not metrics.multiprocess:
+        yield
+        return
+
+    async def publish() -> None:
+        while True:
+            metrics.publish()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(publish(), name="publish-gauges")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _fetch_watermark(state: State, sources: Sources) -> None:

@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import TEST_KEY, TEST_SALT
+from conftest import TEST_KEY, TEST_SALT, signed
+from imagegen import jpeg
+from proxy import __version__
 from proxy.config import available_cpus, from_env
 from proxy.errors import ConfigError
 
@@ -67,6 +70,48 @@ def test_two_processes_share_the_port_and_stop_together(server) -> None:  # type
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # reaped by the parent
+
+
+def test_metrics_of_all_processes_in_every_scrape(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each request and scrape opens its own connection, so SO_REUSEPORT spreads them
+    over both processes; every scrape still counts all requests and all workers."""
+    proc, port, _ = server
+    (tmp_path / "cat.jpg").write_bytes(jpeg(64, 48))
+    base = f"http://127.0.0.1:{port}"
+    for n in range(20):
+        with urllib.request.urlopen(base + signed(f"/rs:fit:{10 + n}:10/plain/local:///cat.jpg"),
+                                    timeout=10) as answer:
+            assert answer.status == 200
+    per_process = from_env({"IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT,
+                            "VIPSGATE_PROCESSES": "2"}).worker_count
+
+    def scrape() -> dict:  # type: ignore[type-arg]
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as answer:
+            return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in text_string_to_metric_families(answer.read().decode())
+                    for s in family.samples}
+
+    result_entries = ("vipsgate_cache_entries", (("cache", "result"),))
+    deadline = time.monotonic() + 10  # live gauges of the other process: published each second
+    while scrape().get(result_entries) != 20:
+        assert time.monotonic() < deadline, "the other process never published its gauges"
+    for _ in range(10):
+        samples = scrape()
+        assert samples[("vipsgate_requests_total", (("format", "jpeg"), ("status", "2xx")))] \
+            == 20
+        assert samples[("vipsgate_workers", ())] == 2 * per_process
+        assert samples[result_entries] == 20
+        assert samples[("vipsgate_worker_utilization", ())] == 0.0
+        assert ("vipsgate_build_info", (("libvips", samples_libvips(samples)),
+                                        ("version", __version__))) in samples
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def samples_libvips(samples: dict) -> str:  # type: ignore[type-arg]
+    [version] = [dict(labels)["libvips"] for name, labels in samples
+                 if name == "vipsgate_build_info"]
+    return version
 
 
 def test_a_crashed_process_stops_the_server_with_an_error(server) -> None:  # type: ignore[no-untyped-def]
