@@ -59,12 +59,18 @@ def _alpha_png(width: int, height: int) -> bytes:
     return rgb.bandjoin(alpha.cast("uchar")).copy(interpretation="srgb").pngsave_buffer()
 
 
+def no_metadata() -> dict[str, object]:
+    """Save options that drop metadata, for libvips before and after 8.15's ``keep``."""
+    import pyvips
+    return {"keep": "none"} if pyvips.at_least_libvips(8, 15) else {"strip": True}
+
+
 def write_sources(directory: Path) -> dict[str, bytes]:
     """Generate the benchmark sources into ``directory``; returns name -> bytes."""
     out: dict[str, bytes] = {}
     for name, (w, h) in SOURCES.items():
         data = (_alpha_png(w, h) if name.endswith(".png")
-                else _photo(w, h).jpegsave_buffer(Q=90, keep="none"))
+                else _photo(w, h).jpegsave_buffer(Q=90, **no_metadata()))
         (directory / name).write_bytes(data)
         out[name] = data
     return out

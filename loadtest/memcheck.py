@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import (
     RssSampler,
     http_load,
@@ -32,6 +32,8 @@ from common import (
     vipsgate_server,
     write_sources,
 )
+
+from proxy.config import available_cpus
 
 MiB = 1024 * 1024
 
@@ -61,7 +63,7 @@ def run(root: Path, args: argparse.Namespace, free_interval: float) -> dict[str,
             after.append((second, rss_bytes(pid)))
     final = after[-1][1]
     return {
-        "free_memory_interval_s": free_interval, "workers": args.workers or os.cpu_count(),
+        "free_memory_interval_s": free_interval, "workers": args.workers or 2 * available_cpus(),
         "connections": args.connections, "burst_s": args.burst,
         "requests": stats.count, "errors": stats.errors, "warmup_requests": warm.count,
         "rss_cold_mib": round(cold / MiB, 1), "rss_idle_mib": round(idle / MiB, 1),
@@ -91,7 +93,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--burst", type=int, default=20, help="seconds of load")
     parser.add_argument("--settle", type=int, default=30, help="seconds watched afterwards")
-    parser.add_argument("--workers", type=int, default=0, help="IMGPROXY_WORKERS (0 = CPUs)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="IMGPROXY_WORKERS (0 = the server's default, 2 x CPUs)")
     parser.add_argument("--free-interval", type=float, default=10.0,
                         help="IMGPROXY_FREE_MEMORY_INTERVAL for the main run")
     parser.add_argument("--result-cache", default="0",
