@@ -158,8 +158,8 @@ class Settings:
                                 "(no GIL contention with the event loop)")
     processes: int = setting(1, "VIPSGATE_PROCESSES", parse=_int(1, 256),
                              doc="Server processes sharing the port (SO_REUSEPORT), each with "
-                                 "its own workers, caches (the cache sizes are split) and "
-                                 "/metrics")
+                                 "its own workers and caches (the cache sizes are split); "
+                                 "every /metrics reports all of them")
     requests_queue_size: int = setting(
         64, "IMGPROXY_REQUESTS_QUEUE_SIZE", parse=_int(0),
         doc="Requests waiting for a worker before 429 (0 = unbounded; imgproxy's default)")
