@@ -14,6 +14,7 @@ import logging
 import random
 import re
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -172,6 +173,7 @@ class AccessLog:
     def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.lines: list[str] = []
+        self._lock = threading.Lock()
         self._json_seconds = _Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
         self._text_seconds = _Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
 
@@ -185,18 +187,22 @@ class AccessLog:
         else:
             text = (f"{self._text_seconds(now)},{millis:03d} INFO {access_log.name}: "
                     f"{text_message(trace)}")
-        lines = self.lines
-        lines.append(text)
-        if len(lines) == 1:
+        with self._lock:
+            self.lines.append(text)
+            pending = len(self.lines)
+        if pending == 1:
             try:
                 asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
             except RuntimeError:  # no loop (not the server): write now
                 self.flush()
-        elif len(lines) >= self.FLUSH_LINES:
+        elif pending >= self.FLUSH_LINES:
             self.flush()  # the timer finds nothing, or the next batch's first lines
 
     def flush(self) -> None:
-        if self.lines:
+        """Write the pending lines (any thread: other log records flush from theirs)."""
+        with self._lock:
+            if not self.lines:
+                return
             lines, self.lines = self.lines, []
             self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()

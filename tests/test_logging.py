@@ -181,3 +181,30 @@ async def test_server_access_log_text_and_level(make_client, images, restore_log
     assert (await client.get(url)).status == 200
     middleware.flush_access_log()
     assert len(stream.getvalue().splitlines()) == 1
+
+
+async def test_access_log_keeps_every_line_when_flushed_from_another_thread():
+    """Other log records flush the access lines from whatever thread logs them (libvips
+    warnings come from worker threads): no line may be lost or written twice."""
+    import threading
+
+    from proxy.metrics import RequestTrace
+    stream = io.StringIO()
+    sink = middleware.AccessLog(stream)
+    done = threading.Event()
+
+    def flusher() -> None:
+        while not done.is_set():
+            sink.flush()
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        for n in range(3000):
+            sink.write(RequestTrace(request_id=f"{n:012d}", status=200), "text")
+    finally:
+        done.set()
+        thread.join(10)
+    sink.flush()
+    ids = [line.split(": ", 1)[1].split()[0] for line in stream.getvalue().splitlines()]
+    assert ids == [f"{n:012d}" for n in range(3000)]
