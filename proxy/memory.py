@@ -16,6 +16,8 @@ import ctypes.util
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from .background import running
+
 log = logging.getLogger("vipsgate")
 
 
@@ -72,10 +74,5 @@ async def trimmer(interval: float, idle: Callable[[], bool]) -> AsyncIterator[No
     if interval <= 0 or not available():
         yield
         return
-    task = asyncio.create_task(trim_periodically(interval, idle), name="malloc-trim")
-    try:
+    async with running(trim_periodically(interval, idle), "malloc-trim"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -23,6 +23,7 @@ import pyvips
 from aiohttp import web
 
 from . import memory
+from .background import running
 from .cache import ByteLRU, Outcome, result_key
 from .config import Settings
 from .errors import ConfigError, ExpiredURL, Forbidden, NotModified, ProxyError, RequestTimeout
@@ -431,13 +432,8 @@ async def _publishing(metrics: Metrics, interval: float = 1.0) -> AsyncIterator[
             metrics.publish()
             await asyncio.sleep(interval)
 
-    task = asyncio.create_task(publish(), name="publish-gauges")
-    try:
+    async with running(publish(), "publish-gauges"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _fetch_watermark(state: State, sources: Sources) -> None:
