@@ -14,7 +14,8 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import quote, urlsplit
@@ -274,11 +275,11 @@ class ImageHandler:
 
     def respond(self, entry: CachedResult, memo: UrlMemo, policy: FormatPolicy,
                 outcome: Outcome) -> web.Response:
-        if memo.entry is entry:  # a hit on the same result: the same headers
+        if memo.entry() is entry:  # a hit on the same result: the same headers
             return web.Response(body=entry.result.data, headers=memo.headers)
         headers = self.response_headers(entry, memo.parsed, policy, outcome)
         if self.static_headers(memo.parsed, entry.meta):
-            memo.entry, memo.headers = entry, headers
+            memo.entry, memo.headers = weakref.ref(entry), headers
         return web.Response(body=entry.result.data, headers=headers)
 
     def response_headers(self, entry: CachedResult, parsed: ParsedPath, policy: FormatPolicy,
@@ -317,15 +318,20 @@ class VerifiedUrl:
         self.memos: dict[str, UrlMemo] = {}  # by FormatPolicy.key: a handful at most
 
 
+def _nothing() -> None:
+    return None
+
+
 class UrlMemo:
     """What a hit on one URL and format class reuses: the result key, and the response
-    headers of the cached result they were made for (``entry``)."""
+    headers of the cached result they were made for. That result is held weakly: a memo
+    must not keep an image alive once the byte-bounded result cache has let it go."""
 
     __slots__ = ("entry", "headers", "key", "parsed")
 
     def __init__(self, parsed: ParsedPath, key: tuple[str, str, str]) -> None:
         self.parsed, self.key = parsed, key
-        self.entry: CachedResult | None = None
+        self.entry: Callable[[], CachedResult | None] = _nothing
         self.headers: dict[str, str] = {}
 
 

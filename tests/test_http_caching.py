@@ -484,3 +484,26 @@ async def test_hits_repeat_the_miss_headers_and_recount_exp(make_client, images,
         ages.append(int(response.headers["Cache-Control"].split(",")[0].split("=")[1]))
         clock[0] += 100
     assert ages[0] - ages[1] == ages[1] - ages[2] == 100
+
+
+async def test_header_memo_does_not_keep_evicted_results_alive(make_client, images):
+    """The per-URL header memo holds its result weakly: once the byte-bounded result
+    cache drops an image, nothing else keeps it in memory."""
+    import gc
+    import weakref
+    (images / "cat.jpg").write_bytes(jpeg(64, 48))
+    client = await make_client(VIPSGATE_RESULT_CACHE_BYTES="20000")
+    state = state_of(client)
+    first = "/rs:fit:20:20/plain/local:///cat.jpg"
+    for _ in range(2):  # a miss, then a hit that uses the memoised headers
+        assert (await client.get(signed(first))).status == 200
+    entry = state.results.get(key_for(state, first))
+    assert entry is not None
+    alive = weakref.ref(entry)
+    del entry
+    for n in range(21, 80):  # other results push the first one out
+        assert (await client.get(signed(f"/rs:fit:{n}:{n}/plain/local:///cat.jpg"))).status \
+            == 200
+    assert state.results.get(key_for(state, first)) is None
+    gc.collect()
+    assert alive() is None
