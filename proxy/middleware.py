@@ -29,6 +29,7 @@ from .metrics import Metrics, RequestTrace
 log = logging.getLogger("vipsgate")
 access_log = logging.getLogger("vipsgate.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+SERVER = f"vipsgate/{__version__}"
 IMAGE_ROUTE = "image"  # name of the image route: the requests that are logged and counted
 
 TRACE: web.RequestKey[RequestTrace] = web.RequestKey("trace")
@@ -63,7 +64,7 @@ async def trace_middleware(request: web.Request,
             metrics.observe(trace)
             log_request(trace, settings.log_format)
     response.headers["X-Request-ID"] = trace.request_id
-    response.headers["Server"] = f"vipsgate/{__version__}"
+    response.headers["Server"] = SERVER
     if settings.allow_origin:
         response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
         response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
