@@ -52,11 +52,29 @@ async def trace_middleware(request: web.Request,
     if image:
         metrics.in_flight += 1
     try:
-        response = await _handle(request, handler, trace, settings)
-    except asyncio.CancelledError:
-        trace.status = 499  # the client went away (or shutdown timed out)
-        trace.error = "cancelled"
-        raise
+        try:
+            response = await handler(request)
+        except ProxyError as exc:
+            response = error_response(exc, settings)
+            if exc.status != 304:
+                trace.error, trace.reason = exc.category, exc.reason
+        except web.HTTPException as exc:  # aiohttp's own 404/405 and redirects
+            response = web.Response(status=exc.status, reason=exc.reason, text=exc.text,
+                                    headers={k: v for k, v in exc.headers.items()
+                                             if k.lower() != "content-length"})
+        except asyncio.CancelledError:
+            trace.status = 499  # the client went away (or shutdown timed out)
+            trace.error = "cancelled"
+            raise
+        except Exception as exc:
+            log.exception("unexpected error", extra={"request_id": trace.request_id,
+                                                     "path": trace.path})
+            response = error_response(ProxyError("unexpected"), settings)
+            trace.error, trace.reason = "unexpected", f"{type(exc).__name__}: {exc}"[:300]
+        trace.status = response.status
+        body = getattr(response, "body", None)  # web.Response; None for a stream
+        if body is not None:
+            trace.bytes = len(body)
     finally:
         trace.finish()
         if image:
@@ -71,33 +89,6 @@ async def trace_middleware(request: web.Request,
     live = metrics.live
     if live is not None and live.draining:
         response.force_close()  # keep-alive clients reconnect to another instance
-    return response
-
-
-async def _handle(request: web.Request,
-                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                  trace: RequestTrace, settings: Settings) -> web.StreamResponse:
-    """Run ``handler``; turn its exception into a response and record the outcome."""
-    try:
-        response = await handler(request)
-    except ProxyError as exc:
-        response = error_response(exc, settings)
-        if exc.status != 304:
-            trace.error, trace.reason = exc.category, exc.reason
-    except web.HTTPException as exc:  # aiohttp's own 404/405 and redirects
-        response = web.Response(status=exc.status, reason=exc.reason, text=exc.text,
-                                headers={k: v for k, v in exc.headers.items()
-                                         if k.lower() != "content-length"})
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("unexpected error", extra={"request_id": trace.request_id,
-                                                 "path": trace.path})
-        response = error_response(ProxyError("unexpected"), settings)
-        trace.error, trace.reason = "unexpected", f"{type(exc).__name__}: {exc}"[:300]
-    trace.status = response.status
-    if isinstance(response, web.Response) and response.body is not None:
-        trace.bytes = len(response.body)  # type: ignore[arg-type]
     return response
 
 
