@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from email.utils import formatdate
@@ -489,8 +491,6 @@ async def test_hits_repeat_the_miss_headers_and_recount_exp(make_client, images,
 async def test_header_memo_does_not_keep_evicted_results_alive(make_client, images):
     """The per-URL header memo holds its result weakly: once the byte-bounded result
     cache drops an image, nothing else keeps it in memory."""
-    import gc
-    import weakref
     (images / "cat.jpg").write_bytes(jpeg(64, 48))
     client = await make_client(VIPSGATE_RESULT_CACHE_BYTES="20000")
     state = state_of(client)

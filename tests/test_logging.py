@@ -7,12 +7,14 @@ import io
 import json
 import logging
 import re
+import threading
 
 import pytest
 
 from conftest import TEST_KEY, TEST_SALT, signed
 from imagegen import jpeg
 from proxy import middleware
+from proxy.metrics import RequestTrace
 from proxy.middleware import JsonFormatter, configure_logging, redact
 
 FIELDS = {"ts", "level", "logger", "msg", "request_id", "method", "path", "status", "bytes",
@@ -186,9 +188,6 @@ async def test_server_access_log_text_and_level(make_client, images, restore_log
 async def test_access_log_keeps_every_line_when_flushed_from_another_thread():
     """Other log records flush the access lines from whatever thread logs them (libvips
     warnings come from worker threads): no line may be lost or written twice."""
-    import threading
-
-    from proxy.metrics import RequestTrace
     stream = io.StringIO()
     sink = middleware.AccessLog(stream)
     done = threading.Event()
