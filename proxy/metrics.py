@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .native import loaded_library
 
 disable_created_metrics()  # no *_created series: they double the output for nothing
 STAGES = ("queue", "fetch", "process")
@@ -115,7 +116,7 @@ class VipsMemory:
 
     def _load(self) -> Any:
         self._looked = True
-        path = _loaded_library("libvips") or ctypes.util.find_library("vips")
+        path = loaded_library("libvips") or ctypes.util.find_library("vips")
         if not path:
             return None
         try:
@@ -137,20 +138,6 @@ class VipsMemory:
         return {"memory": lib.vips_tracked_get_mem(),
                 "highwater": lib.vips_tracked_get_mem_highwater(),
                 "allocs": lib.vips_tracked_get_allocs(), "files": lib.vips_tracked_get_files()}
-
-
-def _loaded_library(stem: str) -> str | None:
-    """Path of a shared library this process has mapped (Linux), e.g. pyvips-binary's."""
-    try:
-        with open("/proc/self/maps") as fh:
-            for line in fh:
-                path = line.rsplit(None, 1)[-1]
-                name = path.rsplit("/", 1)[-1]
-                if name.startswith(stem) and ".so" in name:
-                    return path
-    except OSError:
-        return None
-    return None
 
 
 class LiveGauges:

@@ -104,8 +104,9 @@ class ImageHandler:
         self.state = state
         self.settings = state.settings
         # per-URL work that repeats on every hit, memoised by the exact signed path
-        # (functools' LRU, bounded by count; failures raise and are not kept)
-        self.verified = functools.lru_cache(maxsize=MEMO_SIZE)(self._verify)
+        # (functools' LRU, bounded by count; failures raise and are not kept); it holds
+        # the state, not a bound method of this handler (no cycle through the handler)
+        self.verified = functools.lru_cache(maxsize=MEMO_SIZE)(functools.partial(verify, state))
         # browsers send a handful of Accept values: parse each once
         s = self.settings
         self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
@@ -184,15 +185,6 @@ class ImageHandler:
         if expires > 0 and expires < time.time():
             raise ExpiredURL("Expired URL")
         return verified
-
-    def _verify(self, path: str) -> VerifiedUrl:
-        signature, signed = split_signature(path, self.settings.path_prefix)
-        if not self.state.signer.enabled and ":" in signature:
-            raise Forbidden("The signature appears to be a processing option; "
-                            "is the signature segment missing?")
-        if not self.state.signer.verify(signature, signed):
-            raise Forbidden("Invalid signature")
-        return VerifiedUrl(parse_path(signed, self.state.parser))
 
     def memo_for(self, verified: VerifiedUrl, policy: FormatPolicy) -> UrlMemo:
         """The result-cache key and header values of one URL and format class."""
@@ -338,6 +330,17 @@ class UrlMemo:
         self.parsed, self.key = parsed, key
         self.entry: Callable[[], CachedResult | None] = _nothing
         self.headers: dict[str, str] = {}
+
+
+def verify(state: State, path: str) -> VerifiedUrl:
+    """Check the signature of a path (without its query) and parse it."""
+    signature, signed = split_signature(path, state.settings.path_prefix)
+    if not state.signer.enabled and ":" in signature:
+        raise Forbidden("The signature appears to be a processing option; "
+                        "is the signature segment missing?")
+    if not state.signer.verify(signature, signed):
+        raise Forbidden("Invalid signature")
+    return VerifiedUrl(parse_path(signed, state.parser))
 
 
 def content_disposition(parsed: ParsedPath, fmt: str, attachment_default: bool) -> str:

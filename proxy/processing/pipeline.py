@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import pyvips
 
+from .. import native
 from ..errors import ConfigError, ImageTooLarge, ProxyError, UnprocessableImage, UnsupportedFormat
 from ..geometry import Plan, gravity_offset, plan, result_size, scaled_size
 from ..options import Gravity, ProcessingOptions
@@ -47,6 +48,7 @@ def _forward_only_warnings() -> None:
 
 
 _forward_only_warnings()
+native.survive_nested_log_messages()
 
 
 class FormatChooser(Protocol):
