@@ -43,7 +43,7 @@ from loadtest.common import (
     vipsgate_server,
     write_sources,
 )
-from proxy.config import available_cpus
+from vipsgate.config import available_cpus
 
 prepare_libvips()
 MODERN_ACCEPT = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
@@ -81,10 +81,10 @@ WORKLOADS = [
 
 def vipsgate_op(w: Workload, data: bytes) -> Callable[[], object]:
     """The project's own pipeline, exactly as the server calls it."""
-    from proxy.config import Settings
-    from proxy.negotiate import negotiate
-    from proxy.options import parse_path
-    from proxy.processing import ProcessingConfig, process
+    from vipsgate.config import Settings
+    from vipsgate.negotiate import negotiate
+    from vipsgate.options import parse_path
+    from vipsgate.processing import ProcessingConfig, process
     parsed = parse_path(w.path())
     policy = negotiate(parsed.options.format, MODERN_ACCEPT, auto_webp=True, auto_avif=True,
                        enforce_webp=False, enforce_avif=False)

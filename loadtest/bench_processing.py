@@ -20,9 +20,9 @@ import pyvips
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from imagegen import photo, solid
-from proxy.negotiate import FormatPolicy
-from proxy.options import parse_path
-from proxy.processing import ProcessingConfig, process
+from vipsgate.negotiate import FormatPolicy
+from vipsgate.options import parse_path
+from vipsgate.processing import ProcessingConfig, process
 
 
 def measure(data: bytes, options: str, fmt: str, config: ProcessingConfig,

@@ -79,12 +79,12 @@ def write_sources(directory: Path) -> dict[str, bytes]:
 # --- URLs ---------------------------------------------------------------------------
 
 def signed_path(path: str) -> str:
-    from proxy.signing import Signer
+    from vipsgate.signing import Signer
     return f"/{Signer.from_hex([KEY], [SALT]).sign(path)}{path}"
 
 
 def signer() -> Callable[[str], str]:
-    from proxy.signing import Signer
+    from vipsgate.signing import Signer
     s = Signer.from_hex([KEY], [SALT])
     return lambda path: f"/{s.sign(path)}{path}"
 
@@ -162,7 +162,7 @@ def vipsgate_server(root: Path, log_path: Path, workers: int, processes: int = 1
         code = f"{python_prelude}\nimport sys\nfrom proxy.cli import main\nsys.exit(main())"
         argv = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1"]
     else:
-        argv = [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1"]
+        argv = [sys.executable, "-m", "vipsgate", "serve", "--host", "127.0.0.1"]
     return Server(argv, env, log_path, b"vipsgate listening on", processes)
 
 

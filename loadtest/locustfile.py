@@ -19,7 +19,7 @@ import random
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from proxy.signing import Signer
+from vipsgate.signing import Signer
 
 SIZES = [(160, 120, "fill"), (320, 240, "fill"), (640, 480, "fit"), (1200, 800, "fit")]
 ACCEPT = [  # (share, header)

@@ -33,7 +33,7 @@ from common import (
     write_sources,
 )
 
-from proxy.config import available_cpus
+from vipsgate.config import available_cpus
 
 MiB = 1024 * 1024
 

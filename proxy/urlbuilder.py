@@ -1,12 +1,12 @@
 """Signed vipsgate/imgproxy URLs for backend code: ``UrlBuilder``, ``srcset``, ``<picture>``.
 
-Standard library only (it imports ``proxy.options``, ``proxy.signing`` and
-``proxy.geometry``, which are stdlib-only too), so a backend can install or
+Standard library only (it imports ``vipsgate.options``, ``vipsgate.signing`` and
+``vipsgate.geometry``, which are stdlib-only too), so a backend can install or
 vendor it without libvips or aiohttp. There is one grammar: the builder makes a
 ``ProcessingOptions`` and formats it with ``options.build_path``, the function
 the server's parser is tested against, then checks that the path parses back::
 
-    from proxy.urlbuilder import UrlBuilder
+    from vipsgate.urlbuilder import UrlBuilder
 
     images = UrlBuilder("https://img.example.com", key="<hex>", salt="<hex>")
     im = images.url("s3://bucket/cat.jpg", 300, 200, crop="center", format="webp",

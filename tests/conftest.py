@@ -13,9 +13,9 @@ import pytest
 import pyvips
 from aiohttp.test_utils import TestClient
 
-from proxy.config import Settings, from_env
-from proxy.server import create_app
-from proxy.signing import Signer
+from vipsgate.config import Settings, from_env
+from vipsgate.server import create_app
+from vipsgate.signing import Signer
 
 pyvips.cache_set_max(0)
 

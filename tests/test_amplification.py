@@ -18,10 +18,10 @@ PROBE = """
 import json, sys
 sys.path.insert(0, "tests")
 from imagegen import jpeg
-from proxy.metrics import VipsMemory
-from proxy.negotiate import FormatPolicy
-from proxy.options import parse_path
-from proxy.processing import process
+from vipsgate.metrics import VipsMemory
+from vipsgate.negotiate import FormatPolicy
+from vipsgate.options import parse_path
+from vipsgate.processing import process
 data = jpeg(640, 480)
 options = parse_path("/" + sys.argv[1] + "/plain/local:///x").options
 out = process(data, options, FormatPolicy("png"))
@@ -88,7 +88,7 @@ async def test_blur_sigma_is_capped(make_client, images):
 
 async def test_raw_requests_take_a_queue_place(make_client, images):
     """raw buffers the whole source, so it is bounded by the queue like any request."""
-    from proxy.server import STATE
+    from vipsgate.server import STATE
     (images / "r.jpg").write_bytes(jpeg(64, 48))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_REQUESTS_QUEUE_SIZE="1")
     pool = client.app[STATE].pool

@@ -7,9 +7,9 @@ import pyvips
 
 from conftest import signed
 from imagegen import load, solid
-from proxy.negotiate import FormatPolicy
-from proxy.options import parse_path
-from proxy.processing import ProcessingConfig, process
+from vipsgate.negotiate import FormatPolicy
+from vipsgate.options import parse_path
+from vipsgate.processing import ProcessingConfig, process
 
 DELAYS = [100, 50, 200, 70, 120]
 

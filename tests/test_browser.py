@@ -23,9 +23,9 @@ import pyvips
 from aiohttp import web
 
 from conftest import ROOT, TEST_KEY, TEST_SALT, make_settings, signed
-from proxy.config import SAMPLES_DIR
-from proxy.server import create_app
-from proxy.urlbuilder import UrlBuilder
+from vipsgate.config import SAMPLES_DIR
+from vipsgate.server import create_app
+from vipsgate.urlbuilder import UrlBuilder
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

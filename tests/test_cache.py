@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from proxy.cache import ByteLRU, Outcome, result_key
-from proxy.negotiate import negotiate
-from proxy.options import ParserConfig, build_path, parse_path
-from proxy.processing import ProcessingConfig
+from vipsgate.cache import ByteLRU, Outcome, result_key
+from vipsgate.negotiate import negotiate
+from vipsgate.options import ParserConfig, build_path, parse_path
+from vipsgate.processing import ProcessingConfig
 
 
 def lru(max_bytes: int, ratio: float = 1.0) -> ByteLRU[bytes]:

@@ -10,9 +10,9 @@ import pytest
 import pyvips
 
 from imagegen import load, photo
-from proxy.negotiate import FormatPolicy
-from proxy.options import parse_path
-from proxy.processing import ProcessingConfig, process
+from vipsgate.negotiate import FormatPolicy
+from vipsgate.options import parse_path
+from vipsgate.processing import ProcessingConfig, process
 
 ICC = "icc-profile-data"
 

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import ROOT, TEST_KEY, TEST_SALT
 from imagegen import load
-from proxy.cli import main
-from proxy.config import SAMPLES_DIR, Settings, available_cpus, from_env, settings_table
-from proxy.errors import ConfigError
-from proxy.signing import Signer
+from vipsgate.cli import main
+from vipsgate.config import SAMPLES_DIR, Settings, available_cpus, from_env, settings_table
+from vipsgate.errors import ConfigError
+from vipsgate.signing import Signer
 
 
 def clean_env(**extra: str) -> dict[str, str]:

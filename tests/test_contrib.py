@@ -9,10 +9,10 @@ import pytest
 
 from conftest import TEST_KEY, TEST_SALT
 from imagegen import jpeg, load
-from proxy.contrib import parse_size
-from proxy.options import Gravity, ProcessingOptions, parse_path, split_signature
-from proxy.signing import Signer
-from proxy.urlbuilder import UrlBuilder
+from vipsgate.contrib import parse_size
+from vipsgate.options import Gravity, ProcessingOptions, parse_path, split_signature
+from vipsgate.signing import Signer
+from vipsgate.urlbuilder import UrlBuilder
 
 SIGNER = Signer.from_hex([TEST_KEY], [TEST_SALT])
 BASE = "https://img.example.com"
@@ -48,11 +48,11 @@ def django_engine():
 
     if not settings.configured:
         settings.configure(
-            INSTALLED_APPS=["django.contrib.contenttypes", "proxy.contrib.django"],
+            INSTALLED_APPS=["django.contrib.contenttypes", "vipsgate.contrib.django"],
             TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates"}],
             DATABASES={}, LOGGING_CONFIG=None, USE_TZ=True)
         django.setup()
-    elif "proxy.contrib.django" not in settings.INSTALLED_APPS:
+    elif "vipsgate.contrib.django" not in settings.INSTALLED_APPS:
         pytest.skip("Django is configured elsewhere without proxy.contrib.django")
     from django.template import engines
     return engines["django"]
@@ -180,7 +180,7 @@ async def test_django_image_field_url_is_served(vipsgate_settings, photo_model, 
 @pytest.fixture
 def jinja_env():
     jinja2 = pytest.importorskip("jinja2")
-    from proxy.contrib.jinja2 import install
+    from vipsgate.contrib.jinja2 import install
     return install(jinja2.Environment(autoescape=True), UrlBuilder(BASE, TEST_KEY, TEST_SALT))
 
 
@@ -210,7 +210,7 @@ def test_jinja_extension_reads_the_environment(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("IMGPROXY_KEY", TEST_KEY)
     monkeypatch.setenv("IMGPROXY_SALT", TEST_SALT)
     monkeypatch.setenv("VIPSGATE_URL_ENCODING", "plain")
-    env = jinja2.Environment(extensions=["proxy.contrib.jinja2.VipsgateExtension"])
+    env = jinja2.Environment(extensions=["vipsgate.contrib.jinja2.VipsgateExtension"])
     out = env.from_string('{{ image_url("local:///a b.jpg", "64x64") }}').render()
     assert out.startswith("https://env.example/") and "/plain/local:///a%20b.jpg" in out
     assert parsed(out, "https://env.example").options.width == 64

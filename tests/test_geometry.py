@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from conftest import signed
 from imagegen import jpeg, load, photo, solid
-from proxy.geometry import calc_scale, crop_size, gravity_offset, plan, result_size
-from proxy.options import Crop, Extend, Gravity, ProcessingOptions
+from vipsgate.geometry import calc_scale, crop_size, gravity_offset, plan, result_size
+from vipsgate.options import Crop, Extend, Gravity, ProcessingOptions
 
 SRC = (200, 100)
 FIT = [(50, 50, 50, 25), (50, 20, 40, 20), (20, 50, 20, 10), (300, 300, 200, 100),

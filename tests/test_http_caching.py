@@ -18,13 +18,13 @@ from aiohttp import web
 
 from conftest import make_settings, signed
 from imagegen import jpeg
-from proxy.cache import result_key
-from proxy.config import Settings
-from proxy.http_cache import add_vary, cache_control, conditional_match, entity_tags
-from proxy.negotiate import negotiate
-from proxy.options import parse_path
-from proxy.server import STATE, State, create_app
-from proxy.sources import SourceMeta
+from vipsgate.cache import result_key
+from vipsgate.config import Settings
+from vipsgate.http_cache import add_vary, cache_control, conditional_match, entity_tags
+from vipsgate.negotiate import negotiate
+from vipsgate.options import parse_path
+from vipsgate.server import STATE, State, create_app
+from vipsgate.sources import SourceMeta
 
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
 
@@ -477,7 +477,7 @@ async def test_hits_repeat_the_miss_headers_and_recount_exp(make_client, images,
     assert await hit.read() == await miss.read()
 
     clock = [time.time()]
-    monkeypatch.setattr("proxy.http_cache.time", SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr("vipsgate.http_cache.time", SimpleNamespace(time=lambda: clock[0]))
     expiring = signed(f"/exp:{int(clock[0]) + 1000}/rs:fit:20:20/plain/local:///cat.jpg")
     ages = []
     for _ in range(3):

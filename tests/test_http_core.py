@@ -11,7 +11,7 @@ from yarl import URL
 
 from conftest import TEST_KEY, TEST_SALT, signed
 from imagegen import jpeg, load, png_alpha
-from proxy.signing import sign
+from vipsgate.signing import sign
 
 KLEN_KEY, KLEN_SALT = "aa396160c50ea766910eab53", "b3fb8f215827bda5d0e7313d"
 

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import TEST_KEY, TEST_SALT, signed
 from imagegen import jpeg
-from proxy import middleware
-from proxy.metrics import RequestTrace
-from proxy.middleware import JsonFormatter, configure_logging, redact
+from vipsgate import middleware
+from vipsgate.metrics import RequestTrace
+from vipsgate.middleware import JsonFormatter, configure_logging, redact
 
 FIELDS = {"ts", "level", "logger", "msg", "request_id", "method", "path", "status", "bytes",
           "duration_ms", "stages_ms", "cache", "source_cache", "source", "format"}

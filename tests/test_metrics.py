@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import signed
 from imagegen import jpeg
-from proxy.server import STATE
+from vipsgate.server import STATE
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

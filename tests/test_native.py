@@ -10,8 +10,8 @@ from conftest import ROOT
 
 NESTED = textwrap.dedent("""
     import logging
-    from proxy import native
-    import proxy.processing.pipeline  # installs the handlers, as the server does
+    from vipsgate import native
+    import vipsgate.processing.pipeline  # installs the handlers, as the server does
     glib = native.open_library("libvips", "vips", "g_log")
 
     class Nested(logging.Handler):

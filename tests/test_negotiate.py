@@ -6,7 +6,7 @@ import pytest
 
 from conftest import signed
 from imagegen import animated, jpeg, load, png_alpha
-from proxy.negotiate import FormatPolicy, accepted_types, modern_formats, negotiate
+from vipsgate.negotiate import FormatPolicy, accepted_types, modern_formats, negotiate
 
 CHROME = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 SAFARI_OLD = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from conftest import make_settings
-from proxy.sources.netguard import AddressClass, AddressPolicy, classify, embedded_ipv4
+from vipsgate.sources.netguard import AddressClass, AddressPolicy, classify, embedded_ipv4
 
 C = AddressClass
 

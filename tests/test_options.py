@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
-from proxy.errors import Forbidden, InvalidURL
-from proxy.options import (
+from vipsgate.errors import Forbidden, InvalidURL
+from vipsgate.options import (
     Crop,
     Extend,
     Gravity,

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from conftest import signed
 from imagegen import jpeg
-from proxy.server import STATE
-from proxy.workers import WorkerPool
+from vipsgate.server import STATE
+from vipsgate.workers import WorkerPool
 
 LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1", "IMGPROXY_DOWNLOAD_TIMEOUT": "30"}
 
@@ -200,7 +200,7 @@ async def test_errors_in_jobs_release_their_worker():
 
 
 async def test_the_app_trims_memory_only_while_idle(make_client):
-    from proxy import memory
+    from vipsgate import memory
     if not memory.available():
         pytest.skip("no glibc malloc_trim here")
     client = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0.05")

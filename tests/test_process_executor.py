@@ -6,7 +6,7 @@ import os
 
 from conftest import signed
 from imagegen import jpeg, load, png_alpha
-from proxy.server import STATE
+from vipsgate.server import STATE
 
 
 async def test_images_are_processed_in_worker_processes(make_client, images):

@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import TEST_KEY, TEST_SALT, signed
 from imagegen import jpeg
-from proxy import __version__
-from proxy.config import available_cpus, from_env
-from proxy.errors import ConfigError
+from vipsgate import __version__
+from vipsgate.config import available_cpus, from_env
+from vipsgate.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, set[int]]]:
     port = _free_port()
     env = {**os.environ, "IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT,
            "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(tmp_path), "VIPSGATE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "vipsgate", "serve", "--host", "127.0.0.1",
                              "--port", str(port), "--processes", "2"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None

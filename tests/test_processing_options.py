@@ -13,12 +13,12 @@ import pyvips
 
 from conftest import make_settings, signed
 from imagegen import jpeg, load, photo, solid
-from proxy.errors import ConfigError, ImageTooLarge
-from proxy.negotiate import FormatPolicy
-from proxy.options import parse_path
-from proxy.processing import ProcessingConfig, process
-from proxy.processing.pipeline import quality_for, raw
-from proxy.server import create_app
+from vipsgate.errors import ConfigError, ImageTooLarge
+from vipsgate.negotiate import FormatPolicy
+from vipsgate.options import parse_path
+from vipsgate.processing import ProcessingConfig, process
+from vipsgate.processing.pipeline import quality_for, raw
+from vipsgate.server import create_app
 
 RED, WHITE, BLUE = (255, 0, 0), (255, 255, 255), (0, 0, 255)
 DEFAULTS = ProcessingConfig()

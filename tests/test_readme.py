@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import ROOT
-from proxy.config import settings_table
+from vipsgate.config import settings_table
 
 README = (ROOT / "README.md").read_text()
 

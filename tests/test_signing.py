@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.signing import Signer, sign
+from vipsgate.signing import Signer, sign
 
 KEY2 = "943b421c9eb07c830af81030552c86009268de4e532ba2ee2eab8247c6da0881"
 SALT2 = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9fea309c5"

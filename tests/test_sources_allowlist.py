@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import InvalidSource
-from proxy.sources.allowlist import AllowList, canonical
+from vipsgate.errors import InvalidSource
+from vipsgate.sources.allowlist import AllowList, canonical
 
 CASES = [
     # (pattern, url, allowed)
@@ -72,6 +72,6 @@ def test_canonical_form() -> None:
 
 
 def test_scheme_of_never_raises() -> None:
-    from proxy.sources import scheme_of
+    from vipsgate.sources import scheme_of
     assert [scheme_of(u) for u in ("HTTP://[::1/", "s3://b/k", "local:///x", "/x", "")] == [
         "http", "s3", "local", "", ""]

@@ -23,16 +23,16 @@ from yarl import URL
 
 from conftest import make_settings, signed
 from imagegen import jpeg, load
-from proxy.errors import InvalidSource, SourceNotFound, SourceTooLarge
-from proxy.options import encode_source
-from proxy.sources import Sources
-from proxy.sources.http import (
+from vipsgate.errors import InvalidSource, SourceNotFound, SourceTooLarge
+from vipsgate.options import encode_source
+from vipsgate.sources import Sources
+from vipsgate.sources.http import (
     BlockedAddress,
     GuardedResolver,
     guarded_socket_factory,
     status_error,
 )
-from proxy.sources.netguard import AddressPolicy
+from vipsgate.sources.netguard import AddressPolicy
 
 LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1"}
 IMAGE = jpeg(64, 48)
@@ -325,7 +325,7 @@ async def test_meta_and_headers_come_from_the_origin(origin: Origin) -> None:
 
 
 async def test_one_session_serves_every_request(make_client, origin: Origin) -> None:
-    from proxy.server import STATE
+    from vipsgate.server import STATE
     client = await make_client(**LOOPBACK)
     http = client.app[STATE].sources.by_scheme["http"]
     session = http.session

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import signed
 from imagegen import jpeg, load
-from proxy.errors import SourceNotFound, SourceTooLarge
-from proxy.options import encode_source
-from proxy.sources.local import LocalSource
+from vipsgate.errors import SourceNotFound, SourceTooLarge
+from vipsgate.options import encode_source
+from vipsgate.sources.local import LocalSource
 
 IMAGE = jpeg(40, 30)
 

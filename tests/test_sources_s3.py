@@ -10,11 +10,11 @@ from s3_fixtures import BUCKET, OTHER, VERSIONED, S3World, s3  # noqa: F401
 
 from conftest import make_settings, signed
 from imagegen import load
-from proxy.errors import InvalidSource, SourceNotFound, SourceTooLarge, SourceUnreachable
-from proxy.options import encode_source
-from proxy.server import STATE
-from proxy.sources import Sources
-from proxy.sources.s3 import client_error, parse_s3_url
+from vipsgate.errors import InvalidSource, SourceNotFound, SourceTooLarge, SourceUnreachable
+from vipsgate.options import encode_source
+from vipsgate.server import STATE
+from vipsgate.sources import Sources
+from vipsgate.sources.s3 import client_error, parse_s3_url
 
 DEBUG = {"IMGPROXY_ENABLE_DEBUG_HEADERS": "1"}
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, TEST_KEY, TEST_SALT
 from imagegen import jpeg, load
-from proxy.options import (
+from vipsgate.options import (
     FORMATS,
     GRAVITY_TYPES,
     RESIZING_TYPES,
@@ -28,8 +28,8 @@ from proxy.options import (
     parse_path,
     split_signature,
 )
-from proxy.signing import Signer
-from proxy.urlbuilder import UrlBuilder, expected_size, to_gravity
+from vipsgate.signing import Signer
+from vipsgate.urlbuilder import UrlBuilder, expected_size, to_gravity
 
 SIGNER = Signer.from_hex([TEST_KEY], [TEST_SALT])
 SOURCE = "https://example.com/image.jpg"
@@ -289,14 +289,14 @@ def test_expected_size_without_source_size_is_unknown():
 # --- import isolation and the real server -------------------------------------------------
 
 def test_urlbuilder_imports_no_server_dependencies():
-    code = ("import sys, proxy.urlbuilder, proxy.contrib; "
+    code = ("import sys, vipsgate.urlbuilder, vipsgate.contrib; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('pyvips', 'aiohttp', 'cffi', 'cachetools', 'prometheus_client', 'aiobotocore', "
-            "'django', 'jinja2') or m.startswith('proxy.')))")
+            "'django', 'jinja2') or m.startswith('vipsgate.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    assert eval(out) == ["proxy.contrib", "proxy.errors", "proxy.geometry", "proxy.options",
-                         "proxy.signing", "proxy.urlbuilder"]
+    assert eval(out) == ["vipsgate.contrib", "vipsgate.errors", "vipsgate.geometry",
+                         "vipsgate.options", "vipsgate.signing", "vipsgate.urlbuilder"]
 
 
 CASES = [  # (kwargs for UrlBuilder.url, source w x h)

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from conftest import TEST_KEY, TEST_SALT, make_settings, signed
 from imagegen import jpeg
-from proxy import warm
-from proxy.server import create_app
+from vipsgate import warm
+from vipsgate.server import create_app
 
 FORMATS = ["avif", "webp", "jpeg"]
 
@@ -112,7 +112,7 @@ async def test_permanent_failure_exits_nonzero_and_lists_url(server, tmp_path):
     url_file.write_text(f"# a comment\n{good}\n{bad}\n")
     failed = tmp_path / "failed.txt"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "warm", str(url_file), "--format", "jpeg",
+        sys.executable, "-m", "vipsgate", "warm", str(url_file), "--format", "jpeg",
         "--failed", str(failed), "--retries", "1",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
@@ -127,7 +127,7 @@ async def test_build_from_sources_and_option_sets(server, tmp_path):
     base = str(server.make_url("")).rstrip("/")
     env = {"IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "warm", "--sources", str(sources), "--base-url", base,
+        sys.executable, "-m", "vipsgate", "warm", "--sources", str(sources), "--base-url", base,
         "--options", "rs:fill:60:40", "--options", "rs:fit:90:90/q:70",
         "--format", "webp", "--format", "jpeg",
         env={**os.environ, **env},

@@ -1,4 +1,4 @@
-"""Optional framework integrations for ``proxy.urlbuilder`` (Django, Jinja2).
+"""Optional framework integrations for ``vipsgate.urlbuilder`` (Django, Jinja2).
 
 Shared helpers only; standard library. The framework modules import their
 framework, so install the matching extra (``vipsgate[django]``/``[jinja2]``).

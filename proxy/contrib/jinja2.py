@@ -1,6 +1,6 @@
 """Jinja2 integration: ``image_url`` global/filter, ``resolution``/``srcset`` filters, ``picture``.
 
-``Environment(extensions=["proxy.contrib.jinja2.VipsgateExtension"])`` configures a
+``Environment(extensions=["vipsgate.contrib.jinja2.VipsgateExtension"])`` configures a
 builder from the environment (``VIPSGATE_BASE_URL``, ``IMGPROXY_KEY``, ...);
 ``install(env, UrlBuilder(...))`` sets one explicitly. In templates::
 
@@ -53,7 +53,7 @@ def _srcset(image: ImageURL, densities: Iterable[float] = (1, 2, 3)) -> str:
 
 
 class VipsgateExtension(Extension):
-    """``extensions=["proxy.contrib.jinja2.VipsgateExtension"]``: ``install`` from the env."""
+    """``extensions=["vipsgate.contrib.jinja2.VipsgateExtension"]``: ``install`` from the env."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)

@@ -1,4 +1,4 @@
-"""Django integration: add ``"proxy.contrib.django"`` to ``INSTALLED_APPS``, then
+"""Django integration: add ``"vipsgate.contrib.django"`` to ``INSTALLED_APPS``, then
 ``{% load vipsgate %}`` (see ``templatetags/vipsgate.py``).
 
 Settings: ``VIPSGATE = {"BASE_URL": ..., "KEY": ..., "SALT": ..., "SIGNATURE_SIZE": 32,

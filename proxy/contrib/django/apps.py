@@ -6,6 +6,6 @@ from django.apps import AppConfig
 
 
 class VipsgateConfig(AppConfig):
-    name = "proxy.contrib.django"
+    name = "vipsgate.contrib.django"
     label = "vipsgate"
     verbose_name = "vipsgate image URLs"
