@@ -83,13 +83,16 @@ def vipsgate_op(w: Workload, data: bytes) -> Callable[[], object]:
     """The project's own pipeline, exactly as the server calls it."""
     from vipsgate.config import Settings
     from vipsgate.negotiate import negotiate
-    from vipsgate.options import parse_path
-    from vipsgate.processing import ProcessingConfig, process
+    from vipsgate.paths import parse_path
+    from vipsgate.processing import process
+    from vipsgate.processing.vips import init
+    from vipsgate.resolve import resolve
+    init()
     parsed = parse_path(w.path())
     policy = negotiate(parsed.options.format, MODERN_ACCEPT, auto_webp=True, auto_avif=True,
                        enforce_webp=False, enforce_avif=False)
-    config = ProcessingConfig.from_settings(Settings())
-    return lambda: process(data, parsed.options, policy, config)
+    effective = resolve(parsed.options, Settings())
+    return lambda: process(data, effective, policy)
 
 
 def thumbnail_op(w: Workload, data: bytes) -> Callable[[], object]:

@@ -14,25 +14,29 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyvips
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from imagegen import photo, solid
+from vipsgate.config import Settings
 from vipsgate.negotiate import FormatPolicy
-from vipsgate.options import parse_path
-from vipsgate.processing import ProcessingConfig, process
+from vipsgate.paths import parse_path
+from vipsgate.processing import process
+from vipsgate.processing.vips import init
+from vipsgate.resolve import resolve
 
 
-def measure(data: bytes, options: str, fmt: str, config: ProcessingConfig,
+def measure(data: bytes, options: str, fmt: str, settings: Settings,
             runs: int = 3) -> tuple[float, int]:
     """(median milliseconds, output bytes)."""
-    o = parse_path(f"/{options}/plain/local:///x@{fmt}").options
+    e = resolve(parse_path(f"/{options}/plain/local:///x@{fmt}").options, settings)
     times, size = [], 0
     for _ in range(runs):
         start = time.perf_counter()
-        size = len(process(data, o, FormatPolicy(fmt), config).data)
+        size = len(process(data, e, FormatPolicy(fmt)).data)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, size
 
@@ -48,12 +52,12 @@ def cartoon_gif(frames: int = 100) -> bytes:
 
 
 def main() -> None:
-    pyvips.cache_set_max(0)
+    init()
     source = photo(1600, 1200).jpegsave_buffer(Q=90)
     cases = [("jpeg", {}), ("webp", {})] + [("avif", {"avif_speed": s}) for s in (9, 8, 6, 4)]
     print("| Output | ms | bytes |\n|---|---|---|")
     for fmt, settings in cases:
-        ms, size = measure(source, "rs:fit:800:800", fmt, ProcessingConfig(**settings))
+        ms, size = measure(source, "rs:fit:800:800", fmt, replace(Settings(), **settings))
         label = fmt + (f" speed {settings['avif_speed']}" if settings else "")
         print(f"| {label} | {ms:.0f} | {size} |")
     gif = cartoon_gif()
@@ -61,7 +65,7 @@ def main() -> None:
     for fmt in ("gif", "webp"):
         for frames in (1, 100):
             ms, size = measure(gif, "rs:fit:160:160", fmt,
-                               ProcessingConfig(max_animation_frames=frames))
+                               replace(Settings(), max_animation_frames=frames))
             print(f"| 100-frame GIF -> {fmt} | {frames} | {ms:.0f} | {size} |")
 
 

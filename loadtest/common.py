@@ -24,7 +24,7 @@ SOURCES = {"photo_1080.jpg": (1920, 1080), "photo_12mp.jpg": (4000, 3000),
 
 
 def prepare_libvips() -> None:
-    """The server's libvips settings (see proxy/cli.py), before pyvips loads."""
+    """The server's libvips settings (see proxy/processing/vips.py), before pyvips loads."""
     os.environ.setdefault("VIPS_CONCURRENCY", "1")
     os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")
 

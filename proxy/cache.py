@@ -6,37 +6,19 @@ as its own task: a client that disconnects does not cancel it for the others,
 but when the last waiter leaves before it finished, it is cancelled (work
 nobody waits for is not done). Errors are never cached.
 
-``result_key`` is the result cache's key: two URLs that mean the same thing
-(option order, aliases, explicit defaults, base64 or plain source, signature)
-get the same key; the negotiated format class is part of it.
+The result cache's key and values are in ``results.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import replace
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from cachetools import LRUCache
 
-from .options import ProcessingOptions, cache_key
-
 T = TypeVar("T")
-
-#: options whose ``None`` means "the server's default": resolved before keying
-_DEFAULTED = ("auto_rotate", "strip_metadata", "keep_copyright", "strip_color_profile",
-              "enforce_thumbnail")
-
-
-def result_key(options: ProcessingOptions, source: str, format_key: str,
-               defaults: Any) -> tuple[str, str, str]:
-    """(canonical options, decoded source URL, format class); ``defaults`` has the
-    server-wide values of the tri-state options (a ``ProcessingConfig``)."""
-    resolved = {name: getattr(defaults, name) for name in _DEFAULTED
-                if getattr(options, name) is None}
-    return cache_key(replace(options, **resolved) if resolved else options), source, format_key
 
 
 class Outcome(StrEnum):

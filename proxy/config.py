@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import formats
 from .errors import ConfigError
-from .options import FORMAT_ALIASES, FORMATS, OPTION_NAMES, parse_preset_definitions
+from .grammar import OPTION_NAMES
+from .paths import parse_preset_definitions
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 Parser = Callable[[str], Any]
@@ -94,19 +96,19 @@ def _hex_list(text: str) -> tuple[str, ...]:
 
 
 def _format_list(text: str) -> tuple[str, ...]:
-    names = tuple(FORMAT_ALIASES.get(name, name) for name in _list(text))
-    unknown = [name for name in names if name not in FORMATS]
+    names = _list(text)
+    unknown = [name for name in names if formats.canonical(name) is None]
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(unknown)}")
-    return names
+    return tuple(formats.canonical(name) or name for name in names)
 
 
 def _format_map(text: str) -> tuple[tuple[str, int], ...]:
     result: dict[str, int] = {}
     for item in _list(text):
-        name, eq, value = item.partition("=")
-        name = FORMAT_ALIASES.get(name.strip(), name.strip())
-        if not eq or name not in FORMATS:
+        given, eq, value = item.partition("=")
+        name = formats.canonical(given.strip())
+        if not eq or name is None:
             raise ValueError(f"expected format=quality pairs, got {item!r}")
         quality = int(value)
         if not 1 <= quality <= 100:

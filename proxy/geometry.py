@@ -11,8 +11,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
-from .options import Gravity, ProcessingOptions
+from .options import Crop, Extend, Gravity
+
+
+class GeometryOptions(Protocol):
+    """The options geometry reads: URL options (the URL builder) or effective ones."""
+
+    @property
+    def resizing_type(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def min_width(self) -> int: ...
+    @property
+    def min_height(self) -> int: ...
+    @property
+    def zoom(self) -> tuple[float, float]: ...
+    @property
+    def dpr(self) -> float: ...
+    @property
+    def enlarge(self) -> bool: ...
+    @property
+    def extend(self) -> Extend: ...
+    @property
+    def extend_ar(self) -> Extend: ...
+    @property
+    def crop(self) -> Crop | None: ...
+    @property
+    def padding(self) -> tuple[int, int, int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +77,7 @@ def crop_size(full: int, requested: float) -> int:
     return max(1, _scale(full, requested))
 
 
-def resolved_type(o: ProcessingOptions, src_w: int, src_h: int) -> str:
+def resolved_type(o: GeometryOptions, src_w: int, src_h: int) -> str:
     if o.resizing_type != "auto":
         return o.resizing_type
     dst_w, dst_h = o.width or src_w, o.height or src_h
@@ -55,7 +85,7 @@ def resolved_type(o: ProcessingOptions, src_w: int, src_h: int) -> str:
     return "fill" if same else "fit"
 
 
-def calc_scale(o: ProcessingOptions, src_w: int, src_h: int, vector: bool = False
+def calc_scale(o: GeometryOptions, src_w: int, src_h: int, vector: bool = False
                ) -> tuple[float, float, float]:
     """Scale factors (output / input) and the effective dpr for ``src_w x src_h``."""
     wshrink = src_w / o.width if o.width and o.width != src_w else 1.0
@@ -101,7 +131,7 @@ class _Sizes:
     aspect: tuple[int, int] | None  # extend_aspect_ratio size
 
 
-def _sizes(o: ProcessingOptions, w: int, h: int, sx: float, sy: float, dpr: float) -> _Sizes:
+def _sizes(o: GeometryOptions, w: int, h: int, sx: float, sy: float, dpr: float) -> _Sizes:
     """imgproxy's ``calcSizes``."""
     target = (_scale(o.width, dpr * o.zoom[0]), _scale(o.height, dpr * o.zoom[1]))
     scaled = (_scale(w, sx), _scale(h, sy))
@@ -128,7 +158,7 @@ def _min_non_zero(a: int, b: int) -> int:
     return min(a, b) if a and b else a or b
 
 
-def plan(o: ProcessingOptions, src_w: int, src_h: int, max_dimension: int = 0,
+def plan(o: GeometryOptions, src_w: int, src_h: int, max_dimension: int = 0,
          vector: bool = False) -> Plan:
     """The whole geometry for one frame of ``src_w x src_h`` (all rotation applied).
 

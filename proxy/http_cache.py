@@ -8,20 +8,10 @@ import time
 from collections.abc import Mapping, MutableMapping
 from email.utils import parsedate_to_datetime
 
-import pyvips
-
-from . import __version__
 from .config import Settings
 from .sources import Fetched, SourceMeta
 
 _ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
-
-
-def config_fingerprint(processing: object) -> str:
-    """Digest of what changes the output bytes besides the key: processing settings,
-    vipsgate and libvips versions. Part of every ETag."""
-    versions = (__version__, *(pyvips.version(i) for i in range(3)))
-    return hashlib.blake2b(repr((processing, versions)).encode(), digest_size=8).hexdigest()
 
 
 def make_etag(key: tuple, fetched: Fetched, fingerprint: str = "") -> str:

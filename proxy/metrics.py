@@ -74,8 +74,26 @@ class RequestTrace:
     def finish(self) -> None:
         self.finished = time.perf_counter()
 
+    def add(self, report: JobReport) -> None:
+        """What the job this request waited for did (a coalesced job reports to each)."""
+        self.stages.update(report.stages)
+        if report.source_cache:
+            self.source_cache, self.source_bytes = report.source_cache, report.source_bytes
 
-# --- what the scrape-time collector reads (duck-typed: server.State) ------------------
+
+TRACE: web.RequestKey[RequestTrace] = web.RequestKey("trace")
+
+
+@dataclass(slots=True)
+class JobReport:
+    """Timings of one result's job (fetch, queue, process), shared by its waiters."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    source_cache: str = ""
+    source_bytes: int = 0
+
+
+# --- what the scrape-time collector reads --------------------------------------------
 
 class _Cache(Protocol):
     max_bytes: int
@@ -86,21 +104,28 @@ class _Cache(Protocol):
     def __len__(self) -> int: ...
 
 
-class _Pool(Protocol):
-    workers: int
+class _Admission(Protocol):
     capacity: int
     admitted: int
+
+
+class _Pool(Protocol):
+    workers: int
     busy: int
 
-    @property
-    def queued(self) -> int: ...
 
-
-class LiveState(Protocol):
-    results: _Cache
-    originals: _Cache
-    pool: _Pool | None
+class _Lifecycle(Protocol):
     draining: bool
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """The live objects whose state the gauges show (read at scrape time)."""
+
+    caches: dict[str, _Cache]
+    admission: _Admission
+    pool: _Pool
+    lifecycle: _Lifecycle
 
 
 class VipsMemory:
@@ -178,17 +203,16 @@ class LiveGauges:
         self.in_flight.set(in_flight)
         if state is None:
             return
-        self.draining.set(int(state.draining))
-        for name, cache in (("result", state.results), ("source", state.originals)):
+        self.draining.set(int(state.lifecycle.draining))
+        for name, cache in state.caches.items():
             self.cache_bytes.labels(name).set(cache.current_bytes)
             self.cache_capacity.labels(name).set(cache.max_bytes)
             self.cache_entries.labels(name).set(len(cache))
-        pool = state.pool
-        if pool is not None:
-            self.queue_depth.set(pool.queued)
-            self.queue_capacity.set(pool.capacity)
-            self.workers.set(pool.workers)
-            self.workers_busy.set(pool.busy)
+        admission, pool = state.admission, state.pool
+        self.queue_depth.set(max(0, admission.admitted - pool.busy))
+        self.queue_capacity.set(admission.capacity)
+        self.workers.set(pool.workers)
+        self.workers_busy.set(pool.busy)
         vips = self.vips.read()
         if vips is not None:
             self.vips_memory.set(vips["memory"])
@@ -303,7 +327,7 @@ class Metrics:
         self.source.register(BuildInfo(ns))
 
     def watch(self, state: LiveState) -> None:
-        """Publish caches, queue and workers of ``state`` in the live gauges."""
+        """Publish the caches, queue, workers and lifecycle of ``state`` in the gauges."""
         self.live = state
 
     def publish(self) -> None:
@@ -324,14 +348,15 @@ class Metrics:
         child(self.requests, _STATUS_CLASS.get(trace.status // 100, "other"),
               trace.format or "none").inc()
         self.duration.observe(trace.duration)
-        for stage, seconds in trace.stages.items():
-            child(self.stage, stage).observe(seconds)
         if trace.cache:
             child(self.cache, "result", trace.cache).inc()
-        if trace.source_cache:
-            child(self.cache, "source", trace.source_cache).inc()
-            if trace.source_cache == "miss":
-                self.source_bytes.observe(trace.source_bytes)
+        if trace.cache != "coalesced":  # a job's work counts once, not once per waiter
+            for stage, seconds in trace.stages.items():
+                child(self.stage, stage).observe(seconds)
+            if trace.source_cache:
+                child(self.cache, "source", trace.source_cache).inc()
+                if trace.source_cache == "miss":
+                    self.source_bytes.observe(trace.source_bytes)
         if 200 <= trace.status < 300 and trace.format:
             self.result_bytes.observe(trace.bytes)
         if trace.error:

@@ -1,95 +1,100 @@
-"""Middleware: request ids, the one error -> HTTP status mapping, access log, metrics.
+"""Middleware around every route: request ids, the one error -> HTTP status mapping,
+CORS, draining, and for the image route the access log line and the metrics.
 
-Every image request gets one access-log line (JSON with ``VIPSGATE_LOG_FORMAT=json``,
-a short human line otherwise) and one ``Metrics.observe``; the error's cause is in
-that line, so it is logged once. Probes (/health, /ready, /metrics) are not logged.
+Probes (/health, /ready, /metrics) are neither logged nor counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import json
 import logging
 import random
 import re
-import sys
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from . import __version__
 from .config import Settings
 from .errors import ProxyError
-from .metrics import Metrics, RequestTrace
+from .logs import log_request
+from .metrics import TRACE, Metrics, RequestTrace
 
 log = logging.getLogger("vipsgate")
-access_log = logging.getLogger("vipsgate.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 SERVER = f"vipsgate/{__version__}"
 IMAGE_ROUTE = "image"  # name of the image route: the requests that are logged and counted
 
-TRACE: web.RequestKey[RequestTrace] = web.RequestKey("trace")
-SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+
+@dataclass
+class Lifecycle:
+    """Where the server is in its life: set to draining on SIGTERM (``/ready`` 503,
+    responses close their connections)."""
+
+    draining: bool = False
 
 
-@web.middleware
-async def trace_middleware(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                           ) -> web.StreamResponse:
-    """Request id, error -> status mapping (the only place), access log, metrics."""
-    settings, metrics = request.app[SETTINGS], request.app[METRICS]
-    given = request.headers.get("X-Request-ID", "")
-    image = request.match_info.route.name == IMAGE_ROUTE
-    trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else new_request_id(),
-                         method=request.method,
-                         path=redact(request.raw_path, settings.path_prefix, image))
-    request[TRACE] = trace
-    if image:
-        metrics.in_flight += 1
-    try:
-        try:
-            response = await handler(request)
-        except ProxyError as exc:
-            response = error_response(exc, settings)
-            if exc.status != 304:
-                trace.error, trace.reason = exc.category, exc.reason
-        except web.HTTPException as exc:  # aiohttp's own 404/405 and redirects
-            response = web.Response(status=exc.status, reason=exc.reason, text=exc.text,
-                                    headers={k: v for k, v in exc.headers.items()
-                                             if k.lower() != "content-length"})
-        except asyncio.CancelledError:
-            trace.status = 499  # the client went away (or shutdown timed out)
-            trace.error = "cancelled"
-            raise
-        except Exception as exc:
-            log.exception("unexpected error", extra={"request_id": trace.request_id,
-                                                     "path": trace.path})
-            response = error_response(ProxyError("unexpected"), settings)
-            trace.error, trace.reason = "unexpected", f"{type(exc).__name__}: {exc}"[:300]
-        trace.status = response.status
-        body = getattr(response, "body", None)  # web.Response; None for a stream
-        if body is not None:
-            trace.bytes = len(body)
-    finally:
-        trace.finish()
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle", Lifecycle)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> Middleware:
+    """The middleware, bound to the objects it reads (no app lookups per request)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Request id, error -> status mapping (the only place), access log, metrics."""
+        given = request.headers.get("X-Request-ID", "")
+        image = request.match_info.route.name == IMAGE_ROUTE
+        trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else new_request_id(),
+                             method=request.method,
+                             path=redact(request.raw_path, settings.path_prefix, image))
+        request[TRACE] = trace
         if image:
-            metrics.in_flight -= 1
-            metrics.observe(trace)
-            log_request(trace, settings.log_format)
-    response.headers["X-Request-ID"] = trace.request_id
-    response.headers["Server"] = SERVER
-    if settings.allow_origin:
-        response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
-        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
-    live = metrics.live
-    if live is not None and live.draining:
-        response.force_close()  # keep-alive clients reconnect to another instance
-    return response
+            metrics.in_flight += 1
+        try:
+            try:
+                response = await handler(request)
+            except ProxyError as exc:
+                response = error_response(exc, settings)
+                if exc.status != 304:
+                    trace.error, trace.reason = exc.category, exc.reason
+            except web.HTTPException as exc:  # aiohttp's own 404/405 and redirects
+                response = web.Response(status=exc.status, reason=exc.reason, text=exc.text,
+                                        headers={k: v for k, v in exc.headers.items()
+                                                 if k.lower() != "content-length"})
+            except asyncio.CancelledError:
+                trace.status = 499  # the client went away (or shutdown timed out)
+                trace.error = "cancelled"
+                raise
+            except Exception as exc:
+                log.exception("unexpected error", extra={"request_id": trace.request_id,
+                                                         "path": trace.path})
+                response = error_response(ProxyError("unexpected"), settings)
+                trace.error, trace.reason = "unexpected", f"{type(exc).__name__}: {exc}"[:300]
+            trace.status = response.status
+            body = getattr(response, "body", None)  # web.Response; None for a stream
+            if body is not None:
+                trace.bytes = len(body)
+        finally:
+            trace.finish()
+            if image:
+                metrics.in_flight -= 1
+                metrics.observe(trace)
+                log_request(trace, settings.log_format)
+        response.headers["X-Request-ID"] = trace.request_id
+        response.headers["Server"] = SERVER
+        if settings.allow_origin:
+            response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
+            response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        if lifecycle.draining:
+            response.force_close()  # keep-alive clients reconnect to another instance
+        return response
+
+    return middleware
 
 
 def error_response(exc: ProxyError, settings: Settings) -> web.Response:
@@ -121,177 +126,3 @@ def redact(raw_path: str, prefix: str = "", signed: bool = True) -> str:
     rest = path[len(prefix):] if prefix and path.startswith(prefix) else path
     _, _, after = rest.lstrip("/").partition("/")
     return f"{prefix}/<sig>/{after}" if after else f"{prefix}/<sig>"
-
-
-# --- logging ----------------------------------------------------------------------------
-
-def log_request(trace: RequestTrace, fmt: str) -> None:
-    """One access-log line for ``trace``: straight to the server's ``AccessLog`` when
-    ``configure_logging`` installed one, else through the ``vipsgate.access`` logger
-    (its fields go along as ``record.fields``)."""
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    if _sink is not None:
-        _sink.write(trace, fmt)
-        return
-    fields = access_fields(trace)
-    if fmt == "json":
-        access_log.info("request", extra={"fields": fields})
-    else:
-        access_log.info("%s", text_message(trace), extra={"fields": fields})
-
-
-def text_message(trace: RequestTrace) -> str:
-    """The human access-log message: id, method, path, status, bytes, time, cache, format."""
-    stages = "".join(f" {k}={round(v * 1000, 2)}ms" for k, v in trace.stages.items())
-    error = f" error={trace.error}: {trace.reason}" if trace.error else ""
-    return (f"{trace.request_id[:12]} {trace.method} {trace.path} {trace.status} "
-            f"{trace.bytes}B {trace.duration * 1000:.1f}ms cache={trace.cache or '-'} "
-            f"{trace.format or '-'}{stages}{error}")
-
-
-class AccessLog:
-    """Access-log lines written straight to a stream, in batches.
-
-    Going through ``logging`` costs about 20 µs a line (a LogRecord, handler locks, a
-    write and flush per line): a third of a cache hit. The lines are those the
-    ``vipsgate`` formatters write, so the log reads the same; they reach the stream
-    at most ``FLUSH_SECONDS`` after the request, every ``FLUSH_LINES`` lines, and at exit.
-    """
-
-    FLUSH_SECONDS = 0.1
-    FLUSH_LINES = 256
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-        self._json_seconds = _Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
-        self._text_seconds = _Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
-
-    def write(self, trace: RequestTrace, fmt: str) -> None:
-        now = time.time()
-        millis = int(now * 1000) % 1000
-        if fmt == "json":
-            line = {"ts": f"{self._json_seconds(now)}.{millis:03d}Z", "level": "info",
-                    "logger": access_log.name, "msg": "request", **access_fields(trace)}
-            text = json.dumps(line, separators=(",", ":"), default=str)
-        else:
-            text = (f"{self._text_seconds(now)},{millis:03d} INFO {access_log.name}: "
-                    f"{text_message(trace)}")
-        with self._lock:
-            self.lines.append(text)
-            pending = len(self.lines)
-        if pending == 1:
-            try:
-                asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
-            except RuntimeError:  # no loop (not the server): write now
-                self.flush()
-        elif pending >= self.FLUSH_LINES:
-            self.flush()  # the timer finds nothing, or the next batch's first lines
-
-    def flush(self) -> None:
-        """Write the pending lines (any thread: other log records flush from theirs)."""
-        with self._lock:
-            if not self.lines:
-                return
-            lines, self.lines = self.lines, []
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
-
-
-_sink: AccessLog | None = None
-
-
-def flush_access_log() -> None:
-    """Write out access-log lines still buffered (at exit)."""
-    if _sink is not None:
-        _sink.flush()
-
-
-def access_fields(trace: RequestTrace) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "request_id": trace.request_id, "method": trace.method, "path": trace.path,
-        "status": trace.status, "bytes": trace.bytes,
-        "duration_ms": round(trace.duration * 1000, 2),
-        "stages_ms": {k: round(v * 1000, 2) for k, v in trace.stages.items()},
-        "cache": trace.cache, "source_cache": trace.source_cache,
-        "source": trace.source_scheme, "format": trace.format,
-    }
-    if trace.error:
-        fields["error"], fields["reason"] = trace.error, trace.reason
-    return fields
-
-
-class _Seconds:
-    """``strftime`` once per second, not once per log line (a hot-path cost)."""
-
-    def __init__(self, fmt: str, convert: Any) -> None:
-        self.fmt, self.convert = fmt, convert
-        self.second, self.text = -1, ""
-
-    def __call__(self, created: float) -> str:
-        second = int(created)
-        if second != self.second:
-            self.second, self.text = second, time.strftime(self.fmt, self.convert(second))
-        return self.text
-
-
-class TextFormatter(logging.Formatter):
-    """``time level logger: message`` with the timestamp formatted once per second."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._seconds = _Seconds("%Y-%m-%d %H:%M:%S", time.localtime)
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, plus a record's ``fields``,
-    ``request_id`` and ``path`` extras, and ``exc`` for a traceback."""
-
-    _seconds = _Seconds("%Y-%m-%dT%H:%M:%S", time.gmtime)
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": f"{self._seconds(record.created)}.{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("request_id", "path"):
-            if hasattr(record, key):
-                line[key] = getattr(record, key)
-        line.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, separators=(",", ":"), default=str)
-
-
-class _OrderedHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes buffered access lines first, so the log keeps the order of events."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        flush_access_log()
-        super().emit(record)
-
-
-def configure_logging(level: str, fmt: str, access_stream: Any = None) -> None:
-    """Root logging to stderr: JSON lines, or ``time level logger: message`` text.
-    Access-log lines go to ``access_stream`` (stderr by default) through an
-    ``AccessLog``, in the same format."""
-    global _sink
-    handler = _OrderedHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    # pyvips logs every call at DEBUG; libvips itself forwards only warnings (pipeline.py)
-    logging.getLogger("pyvips").setLevel("DEBUG" if level == "debug" else "WARNING")
-    if _sink is None:
-        atexit.register(flush_access_log)
-    flush_access_log()
-    _sink = AccessLog(access_stream or sys.stderr)

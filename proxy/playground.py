@@ -1,9 +1,10 @@
 """Development playground: a page to try options and see the signed URL and result.
 
-Served only when ``VIPSGATE_PLAYGROUND=1`` (``make run`` sets it). The page never
-sees the key: it posts the option fields to ``POST /playground/sign`` and the
-server signs with its own key through ``UrlBuilder``, after checking that the
-path parses with the server's own parser settings (presets, allowed options).
+Served only when ``VIPSGATE_PLAYGROUND=1`` (``make run`` sets it), as a sub-application
+at ``/playground``. The page never sees the key: it posts the option fields to
+``POST /playground/sign`` and the server signs with its own key through
+``UrlBuilder``, after checking that the path parses with the server's own parser
+settings (presets, allowed options).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from aiohttp import web
 
 from .config import Settings
 from .errors import ProxyError
-from .options import parse_path
-from .server import STATE
+from .paths import ParserConfig, parse_path
 from .urlbuilder import UrlBuilder
 
 STATIC = Path(__file__).parent / "playground"
@@ -38,21 +38,23 @@ class BadRequest(Exception):
     """An invalid form: answered with 400 and ``{"error": ...}``."""
 
 
-def setup_playground(app: web.Application, settings: Settings) -> None:
-    """Add the playground routes; call before the image catch-all route."""
-    page = Playground(settings)
-    base = f"{settings.path_prefix}/playground"
-    app.router.add_get(base, page.index)
-    app.router.add_get(base + "/", page.redirect)
+def playground_app(settings: Settings, parser: ParserConfig) -> web.Application:
+    """The playground's routes; mount it before the image catch-all route."""
+    page = Playground(settings, parser)
+    app = web.Application()
+    app.router.add_get("", page.index)
+    app.router.add_get("/", page.redirect)
     for name in FILES:
-        app.router.add_get(f"{base}/{name}", page.static)
-    app.router.add_get(f"{base}/samples", page.samples)
-    app.router.add_post(f"{base}/sign", page.sign)
+        app.router.add_get(f"/{name}", page.static)
+    app.router.add_get("/samples", page.samples)
+    app.router.add_post("/sign", page.sign)
+    return app
 
 
 class Playground:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, parser: ParserConfig) -> None:
         self.settings = settings
+        self.parser = parser
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(body=(STATIC / "index.html").read_bytes(), headers=NO_CACHE,
@@ -79,7 +81,7 @@ class Playground:
         """Option fields in, ``{path, url, srcset, picture}`` out (400 when invalid)."""
         try:
             form = await read_form(request)
-            result = self.build(form, str(request.url.origin()), request.app[STATE].parser)
+            result = self.build(form, str(request.url.origin()), self.parser)
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=400, headers=NO_CACHE)
         return web.json_response(result, headers=NO_CACHE)
@@ -90,7 +92,8 @@ class Playground:
             return UrlBuilder(base_url, encode=encode)
         return UrlBuilder(base_url, s.keys[0], s.salts[0], s.signature_size, encode)
 
-    def build(self, form: dict[str, Any], origin: str, parser: Any) -> dict[str, Any]:
+    def build(self, form: dict[str, Any], origin: str, parser: ParserConfig
+              ) -> dict[str, Any]:
         """``path`` includes the path prefix; ``url`` is ``origin`` + ``path``."""
         prefix = self.settings.path_prefix
         source = str(form.get("source") or "").strip()

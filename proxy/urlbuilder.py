@@ -25,28 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from .errors import ProxyError
+from .formats import canonical, mime_type
 from .geometry import plan, result_size
-from .options import (
-    FORMAT_ALIASES,
-    Crop,
-    Extend,
-    Gravity,
-    ParserConfig,
-    ProcessingOptions,
-    Trim,
-    Watermark,
-    build_path,
-    normalize_path,
-    parse_path,
-)
+from .options import Crop, Extend, Gravity, ProcessingOptions, Trim, Watermark
+from .paths import ParserConfig, build_path, normalize_path, parse_path
 from .signing import sign
 
 __all__ = ["ImageURL", "UrlBuilder", "expected_size", "to_gravity"]
 
-MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
-              "avif": "image/avif", "gif": "image/gif", "jxl": "image/jxl",
-              "heic": "image/heic", "tiff": "image/tiff", "bmp": "image/bmp",
-              "ico": "image/x-icon", "svg": "image/svg+xml"}
 
 
 def _gravity_words() -> dict[str, str]:
@@ -144,7 +130,7 @@ def _to_pair(value: Any, convert: Any) -> tuple[Any, Any]:
 
 def _to_format(value: Any) -> str:
     name = str(value).strip().lower().lstrip(".")
-    return FORMAT_ALIASES.get(name, name)
+    return canonical(name) or name
 
 
 def _to_expires(value: Any) -> int:
@@ -377,7 +363,7 @@ class UrlBuilder:
         lines = ["<picture>"]
         for fmt in formats[:-1]:
             srcset = self.url(source, width, height, format=fmt, **options).srcset(densities)
-            lines.append(f'  <source type="{_attr(MIME_TYPES.get(_to_format(fmt), ""))}" '
+            lines.append(f'  <source type="{_attr(mime_type(_to_format(fmt)))}" '
                          f'srcset="{_attr(srcset)}">')
         fallback = self.url(source, width, height, format=formats[-1], **options)
         img: dict[str, Any] = {"src": fallback.url, "srcset": fallback.srcset(densities),

@@ -1,8 +1,7 @@
-"""Admission control and the pool (threads or processes) that does all pixel work.
+"""Stage 7, process: the pool (threads or processes) that does all pixel work.
 
-``async with pool.admit():`` takes a place in the bounded queue (429 with
-``Retry-After`` at once when it is full); ``await pool.run(fn, ...)`` then
-waits for one of the ``workers`` slots and runs ``fn`` in the executor. All
+``await pool.run(fn, ...)`` waits for one of the ``workers`` slots and runs ``fn``
+in the executor (admission to the queue in front of it is ``admission.py``). All
 pixel work goes through here; the only other blocking calls (local file reads,
 the health check's tiny image, the memory trim) use asyncio's default executor.
 
@@ -20,17 +19,14 @@ and no more than ``workers`` images are ever decoded at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
-
-from .errors import TooManyRequests
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,13 +35,8 @@ R = TypeVar("R")
 def _init_worker_process() -> None:
     """Start-up of a spawned worker: libvips as the server sets it up; no Ctrl-C noise."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("VIPS_CONCURRENCY", "1")
-    os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")
-    import pyvips
-
-    from .processing import pipeline  # noqa: F401  (imports and applies the loader allow-list)
-    pyvips.cache_set_max(0)
-    pyvips.cache_set_max_mem(0)
+    from .processing import vips
+    vips.init()
 
 
 def _ready() -> int:
@@ -60,41 +51,19 @@ def make_executor(kind: str, workers: int) -> Executor:
 
 
 class WorkerPool:
-    def __init__(self, workers: int, queue_size: int, retry_after: int = 1,
-                 executor: str = "thread") -> None:
+    """``workers`` slots over an executor; created idle, ``start``ed by the app."""
+
+    def __init__(self, workers: int, executor: str = "thread") -> None:
         self.workers = workers
-        self.capacity = workers + queue_size if queue_size else 0  # 0 = unbounded
-        self.retry_after = retry_after
         self.kind = executor
-        self.executor = make_executor(executor, workers)
+        self.executor: Executor | None = None
         self._slots = asyncio.Semaphore(workers)
-        self.admitted = 0  # requests holding a queue place (waiting or working)
         self.busy = 0  # worker slots held by running work
-        self.started = 0  # jobs handed to a worker thread since start
-
-    @property
-    def queued(self) -> int:
-        return max(0, self.admitted - self.busy)
-
-    @property
-    def full(self) -> bool:
-        return bool(self.capacity) and self.admitted >= self.capacity
+        self.started = 0  # jobs handed to a worker since start
 
     @property
     def idle(self) -> bool:
-        return self.busy == 0 and self.admitted == 0
-
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Hold a place in the queue, or raise 429 at once when there is none."""
-        if self.full:
-            raise TooManyRequests("Request queue is full",
-                                  headers={"Retry-After": str(self.retry_after)})
-        self.admitted += 1
-        try:
-            yield
-        finally:
-            self.admitted -= 1
+        return self.busy == 0
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
                   ) -> tuple[R, float]:
@@ -105,6 +74,7 @@ class WorkerPool:
         self.busy += 1
         self.started += 1
         loop = asyncio.get_running_loop()
+        assert self.executor is not None, "WorkerPool.run before start"
         future = loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
         try:
             result = await asyncio.shield(future)
@@ -128,11 +98,18 @@ class WorkerPool:
         self._release()
 
     async def start(self) -> None:
-        """Bring worker processes up before the first request (no-op for threads)."""
+        """Set libvips up and bring the workers up (processes: before the first request)."""
         if self.kind == "process":
+            self.executor = make_executor(self.kind, self.workers)
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(self.executor, _ready)
                                    for _ in range(self.workers)))
+        else:
+            from .processing import vips
+            vips.init()
+            self.executor = make_executor(self.kind, self.workers)
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=self.kind == "process", cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=self.kind == "process", cancel_futures=True)
+            self.executor = None

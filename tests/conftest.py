@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,14 +11,20 @@ os.environ.setdefault("VIPS_CONCURRENCY", "1")
 os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")
 
 import pytest
-import pyvips
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from vipsgate.app import SETTINGS, VERIFIER, create_app
 from vipsgate.config import Settings, from_env
-from vipsgate.server import create_app
+from vipsgate.negotiate import FormatPolicy, negotiate
+from vipsgate.paths import ParserConfig, parse_path
+from vipsgate.processing import Result, process
+from vipsgate.processing.vips import init as init_libvips
+from vipsgate.resolve import Effective, resolve
+from vipsgate.results import ResultKey, result_key
 from vipsgate.signing import Signer
 
-pyvips.cache_set_max(0)
+init_libvips()  # as the worker pool does
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -35,6 +42,39 @@ def make_settings(images: Path | None = None, **env: str) -> Settings:
 
 
 SIGNER = Signer.from_hex([TEST_KEY], [TEST_SALT])
+ALL_OPTIONS = ParserConfig(allow_security_options=True)
+
+
+def key_for(app: web.Application, path: str, accept: str = "") -> ResultKey:
+    """The result-cache key ``app`` uses for the signed ``path`` (without signature)."""
+    settings = app[SETTINGS]
+    parsed = parse_path(path, app[VERIFIER].parser)
+    policy = negotiate(parsed.options.format, accept, auto_webp=settings.auto_webp,
+                       auto_avif=settings.auto_avif, enforce_webp=settings.enforce_webp,
+                       enforce_avif=settings.enforce_avif)
+    return result_key(resolve(parsed.options, settings), parsed.source, policy.key)
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 10.0,
+                     interval: float = 0.002) -> None:
+    """Poll a condition that no event announces (bounded), yielding to the event loop."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(interval)
+
+
+def effective(options: str = "", fmt: str | None = None, **env: str) -> Effective:
+    """The effective options of a URL with ``options`` (``"rs:fit:10:10/q:50"``) under
+    the settings ``env`` would give: the production path, settings table included."""
+    path = (f"/{options}" if options else "") + "/plain/local:///x" + (f"@{fmt}" if fmt else "")
+    settings = make_settings(**env)
+    return resolve(parse_path(path, ALL_OPTIONS).options, settings)
+
+
+def process_url(data: bytes, options: str = "", fmt: str | None = None,
+                watermark: bytes | None = None, **env: str) -> Result:
+    """``process`` as the server calls it, for the URL options and format given."""
+    return process(data, effective(options, fmt, **env), FormatPolicy(fmt), watermark)
 
 
 def signed(path: str) -> str:

@@ -17,14 +17,10 @@ from imagegen import animated, jpeg, load, solid
 PROBE = """
 import json, sys
 sys.path.insert(0, "tests")
+from conftest import process_url
 from imagegen import jpeg
 from vipsgate.metrics import VipsMemory
-from vipsgate.negotiate import FormatPolicy
-from vipsgate.options import parse_path
-from vipsgate.processing import process
-data = jpeg(640, 480)
-options = parse_path("/" + sys.argv[1] + "/plain/local:///x").options
-out = process(data, options, FormatPolicy("png"))
+out = process_url(jpeg(640, 480), sys.argv[1], "png")
 print(json.dumps({"size": [out.width, out.height], **VipsMemory().read()}))
 """
 
@@ -88,15 +84,15 @@ async def test_blur_sigma_is_capped(make_client, images):
 
 async def test_raw_requests_take_a_queue_place(make_client, images):
     """raw buffers the whole source, so it is bounded by the queue like any request."""
-    from vipsgate.server import STATE
+    from vipsgate.probes import ADMISSION
     (images / "r.jpg").write_bytes(jpeg(64, 48))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_REQUESTS_QUEUE_SIZE="1")
-    pool = client.app[STATE].pool
-    pool.admitted = pool.capacity  # the queue is full (held by others)
+    admission = client.app[ADMISSION]
+    admission.admitted = admission.capacity  # the queue is full (held by others)
     try:
         response = await client.get(signed("/raw:1/plain/local:///r.jpg"))
         assert response.status == 429
     finally:
-        pool.admitted = 0
+        admission.admitted = 0
     response = await client.get(signed("/raw:1/plain/local:///r.jpg"))
     assert response.status == 200

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import pyvips
 
-from conftest import signed
+from conftest import process_url, signed
 from imagegen import load, solid
-from vipsgate.negotiate import FormatPolicy
-from vipsgate.options import parse_path
-from vipsgate.processing import ProcessingConfig, process
 
 DELAYS = [100, 50, 200, 70, 120]
 
@@ -28,11 +25,9 @@ def animation(fmt: str, delays: list[int] = DELAYS, loop: int = 3, width: int = 
     return strip.write_to_buffer(f".{fmt}")
 
 
-def run(data: bytes, options: str, fmt: str | None,
-        config: ProcessingConfig | None = None):  # type: ignore[no-untyped-def]
-    path = f"/{options}/plain/local:///x" + (f"@{fmt}" if fmt else "")
-    result = process(data, parse_path(path).options, FormatPolicy(fmt),
-                     config or ProcessingConfig())
+def run(data: bytes, options: str, fmt: str | None, watermark: bytes | None = None,
+        **env: str):  # type: ignore[no-untyped-def]
+    result = process_url(data, options, fmt, watermark, **env)
     animated = result.format in ("gif", "webp")
     return result, load(result.data, n=-1) if animated else load(result.data)
 
@@ -62,9 +57,9 @@ def test_animation_is_kept_with_delays_and_loop(src, out):
 
 
 def test_every_frame_gets_every_step():
-    config = ProcessingConfig(watermark=solid(8, 8, (0, 0, 255)).pngsave_buffer())
+    mark = solid(8, 8, (0, 0, 255)).pngsave_buffer()
     _, image = run(animation("gif"), "rs:fill:50:50/g:sm/pd:5/bg:00ff00/wm:1:nowe", "gif",
-                   config)
+                   mark)
     assert image.get("n-pages") == 5 and (image.width, image.get("page-height")) == (60, 60)
     for frame in frames_of(image):
         assert [round(v) for v in frame(59, 59)][:3] == [0, 255, 0]  # padding
@@ -88,11 +83,9 @@ def test_animated_source_as_a_still_format_gives_the_first_frame(fmt):
 
 
 def test_max_animation_frames_limits_the_frames():
-    _, image = run(animation("gif"), "rs:fit:60:60", "gif",
-                   ProcessingConfig(max_animation_frames=3))
+    _, image = run(animation("gif"), "rs:fit:60:60", "gif", IMGPROXY_MAX_ANIMATION_FRAMES="3")
     assert image.get("n-pages") == 3 and list(image.get("delay")) == DELAYS[:3]
-    _, image = run(animation("gif"), "rs:fit:60:60", "gif",
-                   ProcessingConfig(max_animation_frames=1))
+    _, image = run(animation("gif"), "rs:fit:60:60", "gif", IMGPROXY_MAX_ANIMATION_FRAMES="1")
     assert image.height == 40 and (not image.get_typeof("n-pages") or image.get("n-pages") == 1)
 
 

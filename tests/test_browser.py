@@ -23,8 +23,8 @@ import pyvips
 from aiohttp import web
 
 from conftest import ROOT, TEST_KEY, TEST_SALT, make_settings, signed
+from vipsgate.app import create_app
 from vipsgate.config import SAMPLES_DIR
-from vipsgate.server import create_app
 from vipsgate.urlbuilder import UrlBuilder
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,10 +7,7 @@ import random
 
 import pytest
 
-from vipsgate.cache import ByteLRU, Outcome, result_key
-from vipsgate.negotiate import negotiate
-from vipsgate.options import ParserConfig, build_path, parse_path
-from vipsgate.processing import ProcessingConfig
+from vipsgate.cache import ByteLRU, Outcome
 
 
 def lru(max_bytes: int, ratio: float = 1.0) -> ByteLRU[bytes]:
@@ -157,63 +154,3 @@ async def test_coalescing_works_with_storage_off():
     job.release.set()
     await asyncio.gather(*tasks)
     assert job.calls == 1 and len(cache) == 0
-
-
-# --- the result key --------------------------------------------------------------------
-
-SOURCE = "http://example.com/images/cat.jpg"
-DEFAULTS = ProcessingConfig()
-
-
-def key_of(path: str, accept: str = "", **parser: object) -> tuple[str, str, str]:
-    parsed = parse_path(path, ParserConfig(**parser))  # type: ignore[arg-type]
-    policy = negotiate(parsed.options.format, accept, auto_webp=True, auto_avif=False,
-                       enforce_webp=False, enforce_avif=False)
-    return result_key(parsed.options, parsed.source, policy.key, DEFAULTS)
-
-
-@pytest.mark.parametrize("path", [
-    f"/rt:fill/w:300/h:200/plain/{SOURCE}",
-    f"/w:300/h:200/rt:fill/plain/{SOURCE}",
-    f"/resize:fill:300:200/plain/{SOURCE}",
-    f"/s:300:200/resizing_type:fill/plain/{SOURCE}",
-    f"/rs:fill:300:200:0/g:ce/dpr:1/plain/{SOURCE}",
-    f"/rs:fill:300:200/sm:1/ar:1/plain/{SOURCE}",  # explicit server defaults
-    f"/rs:fill:300:200/exp:4102444800/fn:cat/att:0/plain/{SOURCE}",  # header-only options
-    "/rs:fill:300:200/aHR0cDovL2V4YW1wbGUuY29tL2ltYWdlcy9jYXQuanBn",  # base64 source
-    "/rs:fill:300:200/aHR0cDovL2V4YW1w/bGUuY29tL2ltYWdl/cy9jYXQuanBn",  # split base64
-    "/rs:fill:300:200/plain/http://example.com/images/c%61t.jpg",  # percent-encoded
-])
-def test_equivalent_urls_share_one_key(path):
-    assert key_of(path) == key_of(f"/rs:fill:300:200/plain/{SOURCE}")
-
-
-def test_base_url_and_builder_paths_share_one_key():
-    built = build_path(parse_path(f"/rs:fill:300:200/plain/{SOURCE}").options, SOURCE)
-    assert key_of(built) == key_of(f"/rs:fill:300:200/plain/{SOURCE}")
-    assert key_of("/rs:fill:300:200/plain/images/cat.jpg", base_url="http://example.com/") == \
-        key_of(f"/rs:fill:300:200/plain/{SOURCE}")
-
-
-@pytest.mark.parametrize("other", [
-    f"/rs:fill:300:201/plain/{SOURCE}",
-    f"/rs:fit:300:200/plain/{SOURCE}",
-    f"/rs:fill:300:200/sm:0/plain/{SOURCE}",  # not the server default
-    f"/rs:fill:300:200/q:50/plain/{SOURCE}",
-    f"/rs:fill:300:200/cb:2/plain/{SOURCE}",
-    f"/rs:fill:300:200/plain/{SOURCE}@png",
-    f"/rs:fill:300:200/plain/{SOURCE}2",
-])
-def test_different_results_get_different_keys(other):
-    assert key_of(other) != key_of(f"/rs:fill:300:200/plain/{SOURCE}")
-
-
-def test_format_class_is_part_of_the_key():
-    path = f"/rs:fill:300:200/plain/{SOURCE}"
-    webp = key_of(path, "image/avif,image/webp,*/*")
-    assert webp != key_of(path, "image/jpeg,*/*")
-    assert key_of(path, "image/webp") == webp  # same class, different Accept strings
-    assert key_of(path, "*/*") == key_of(path, "text/html")  # raw Accept is not the key
-    explicit = f"/rs:fill:300:200/plain/{SOURCE}@jpg"
-    assert key_of(explicit, "image/webp") == key_of(explicit, "")  # no negotiation
-    assert key_of(explicit) == key_of(f"/rs:fill:300:200/f:jpeg/plain/{SOURCE}")

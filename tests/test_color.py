@@ -9,17 +9,14 @@ from __future__ import annotations
 import pytest
 import pyvips
 
+from conftest import process_url
 from imagegen import load, photo
-from vipsgate.negotiate import FormatPolicy
-from vipsgate.options import parse_path
-from vipsgate.processing import ProcessingConfig, process
 
 ICC = "icc-profile-data"
 
 
 def run(data: bytes, options: str = "", fmt: str = "png"):  # type: ignore[no-untyped-def]
-    path = (f"/{options}" if options else "") + f"/plain/local:///x@{fmt}"
-    result = process(data, parse_path(path).options, FormatPolicy(fmt), ProcessingConfig())
+    result = process_url(data, options, fmt)
     return load(result.data)
 
 

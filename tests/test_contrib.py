@@ -10,7 +10,8 @@ import pytest
 from conftest import TEST_KEY, TEST_SALT
 from imagegen import jpeg, load
 from vipsgate.contrib import parse_size
-from vipsgate.options import Gravity, ProcessingOptions, parse_path, split_signature
+from vipsgate.options import Gravity, ProcessingOptions
+from vipsgate.paths import parse_path, split_signature
 from vipsgate.signing import Signer
 from vipsgate.urlbuilder import UrlBuilder
 

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from conftest import make_settings, signed
 from imagegen import jpeg, photo, png_alpha, solid
-from vipsgate.options import encode_source
-from vipsgate.server import create_app
+from vipsgate.app import create_app
+from vipsgate.paths import encode_source
 
 DEADLINE = 8.0  # IMGPROXY_TIMEOUT for these tests: a hang shows up as a 503 or a slow answer
 ENV = {"IMGPROXY_TIMEOUT": str(DEADLINE), "IMGPROXY_WORKERS": "2"}

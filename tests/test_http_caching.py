@@ -9,21 +9,17 @@ import gc
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
 from email.utils import formatdate
 from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
 
-from conftest import make_settings, signed
+from conftest import key_for, make_settings, signed, wait_until
 from imagegen import jpeg
-from vipsgate.cache import result_key
+from vipsgate.app import METRICS, ORIGINALS, RESULTS, create_app
 from vipsgate.config import Settings
 from vipsgate.http_cache import add_vary, cache_control, conditional_match, entity_tags
-from vipsgate.negotiate import negotiate
-from vipsgate.options import parse_path
-from vipsgate.server import STATE, State, create_app
 from vipsgate.sources import SourceMeta
 
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -76,34 +72,14 @@ def proxy(make_client):  # type: ignore[no-untyped-def]
     return factory
 
 
-def state_of(client) -> State:  # type: ignore[no-untyped-def]
-    return client.server.app[STATE]
-
-
 def sample(client, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
-    value = state_of(client).metrics.registry.get_sample_value(name, labels)
+    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
     return value or 0.0
 
 
 def processed(client) -> float:  # type: ignore[no-untyped-def]
     """How many times an image was processed (the pipeline's own stage timer)."""
     return sample(client, "vipsgate_stage_duration_seconds_count", stage="process")
-
-
-def key_for(state: State, path: str, accept: str = "") -> tuple[str, str, str]:
-    parsed = parse_path(path, state.parser)
-    s = state.settings
-    policy = negotiate(parsed.options.format, accept, auto_webp=s.auto_webp,
-                       auto_avif=s.auto_avif, enforce_webp=s.enforce_webp,
-                       enforce_avif=s.enforce_avif)
-    return result_key(parsed.options, parsed.source, policy.key, state.processing)
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a real condition of the app (bounded), yielding to the event loop."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.002)
 
 
 # --- result and source caches -----------------------------------------------------------
@@ -132,8 +108,8 @@ async def test_concurrent_cold_requests_fetch_and_process_once(proxy, origin):
     origin.gate = asyncio.Event()
     client = await proxy()
     path = f"/rs:fit:200:200/plain/{url}"
-    state = state_of(client)
-    key = key_for(state, path)
+    app = client.server.app
+    key = key_for(app, path)
 
     async def get() -> tuple[int, bytes, str]:
         response = await client.get(signed(path))
@@ -141,7 +117,7 @@ async def test_concurrent_cold_requests_fetch_and_process_once(proxy, origin):
 
     tasks = [asyncio.create_task(get()) for _ in range(50)]
     await origin.arrived.wait()
-    await wait_until(lambda: state.results.waiters(key) == 50)  # all 50 joined one job
+    await wait_until(lambda: app[RESULTS].waiters(key) == 50)  # all 50 joined one job
     origin.gate.set()
     results = await asyncio.gather(*tasks)
     assert {status for status, _, _ in results} == {200}
@@ -149,7 +125,7 @@ async def test_concurrent_cold_requests_fetch_and_process_once(proxy, origin):
     assert Counter(cache for _, _, cache in results) == {"miss": 1, "coalesced": 49}
     assert origin.hits["cat.jpg"] == 1
     assert processed(client) == 1
-    assert len(state.results) == 1 and state.results.in_flight == 0
+    assert len(app[RESULTS]) == 1 and app[RESULTS].in_flight == 0
 
 
 async def test_two_sizes_of_one_source_fetch_it_once(proxy, origin):
@@ -161,7 +137,7 @@ async def test_two_sizes_of_one_source_fetch_it_once(proxy, origin):
         assert response.headers["X-Result-Width"] == str(size)
     assert origin.hits["cat.jpg"] == 1
     assert processed(client) == 3
-    assert len(state_of(client).results) == 3 and len(state_of(client).originals) == 1
+    assert len(client.server.app[RESULTS]) == 3 and len(client.server.app[ORIGINALS]) == 1
 
 
 async def test_concurrent_sizes_of_a_cold_source_share_one_download(proxy, origin):
@@ -170,7 +146,7 @@ async def test_concurrent_sizes_of_a_cold_source_share_one_download(proxy, origi
     client = await proxy()
     tasks = [asyncio.create_task(client.get(signed(f"/rs:fit:{s}:{s}/plain/{url}")))
              for s in (100, 150, 200)]
-    await wait_until(lambda: state_of(client).originals.waiters(url) == 3)
+    await wait_until(lambda: client.server.app[ORIGINALS].waiters(url) == 3)
     origin.gate.set()
     responses = await asyncio.gather(*tasks)
     assert [r.headers["X-Result-Width"] for r in responses] == ["100", "150", "200"]
@@ -209,18 +185,18 @@ async def test_client_that_leaves_does_not_cancel_the_job_for_others(aiohttp_cli
     # cancel handlers when their client disconnects, so the waiter really goes away
     client = await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
     path = f"/rs:fit:100:100/plain/{url}"
-    state = app[STATE]
-    key = key_for(state, path)
+    results = app[RESULTS]
+    key = key_for(app, path)
     leaving = asyncio.create_task(client.get(signed(path)))
     await origin.arrived.wait()
     staying = asyncio.create_task(client.get(signed(path)))
-    await wait_until(lambda: state.results.waiters(key) == 2)
+    await wait_until(lambda: results.waiters(key) == 2)
     leaving.cancel()
-    await wait_until(lambda: state.results.waiters(key) == 1)  # its handler was cancelled
+    await wait_until(lambda: results.waiters(key) == 1)  # its handler was cancelled
     origin.gate.set()
     response = await staying
     assert response.status == 200 and len(await response.read()) > 0
-    assert origin.hits["cat.jpg"] == 1 and len(state.results) == 1
+    assert origin.hits["cat.jpg"] == 1 and len(results) == 1
 
 
 async def test_timed_out_last_waiter_cancels_the_job(proxy, origin):
@@ -230,8 +206,8 @@ async def test_timed_out_last_waiter_cancels_the_job(proxy, origin):
     path = signed(f"/rs:fit:100:100/plain/{url}")
     response = await client.get(path)
     assert response.status == 503
-    state = state_of(client)
-    assert state.results.in_flight == 0 and state.originals.in_flight == 0
+    app = client.server.app
+    assert app[RESULTS].in_flight == 0 and app[ORIGINALS].in_flight == 0
     origin.gate.set()
     response = await client.get(path)
     assert response.status == 200 and origin.hits["cat.jpg"] == 2
@@ -322,7 +298,7 @@ async def test_one_clients_304_is_not_shared_with_a_coalesced_client(proxy, orig
     conditional = asyncio.create_task(client.get(path, headers={"If-None-Match": etag}))
     await origin.arrived.wait()
     plain = asyncio.create_task(client.get(path))
-    await wait_until(lambda: state_of(client).originals.waiters(url) == 2)  # one fetch
+    await wait_until(lambda: client.server.app[ORIGINALS].waiters(url) == 2)  # one fetch
     origin.gate.set()
     assert (await conditional).status == 304
     response = await plain
@@ -493,17 +469,17 @@ async def test_header_memo_does_not_keep_evicted_results_alive(make_client, imag
     cache drops an image, nothing else keeps it in memory."""
     (images / "cat.jpg").write_bytes(jpeg(64, 48))
     client = await make_client(VIPSGATE_RESULT_CACHE_BYTES="20000")
-    state = state_of(client)
+    app = client.server.app
     first = "/rs:fit:20:20/plain/local:///cat.jpg"
     for _ in range(2):  # a miss, then a hit that uses the memoised headers
         assert (await client.get(signed(first))).status == 200
-    entry = state.results.get(key_for(state, first))
+    entry = app[RESULTS].get(key_for(app, first))
     assert entry is not None
     alive = weakref.ref(entry)
     del entry
     for n in range(21, 80):  # other results push the first one out
         assert (await client.get(signed(f"/rs:fit:{n}:{n}/plain/local:///cat.jpg"))).status \
             == 200
-    assert state.results.get(key_for(state, first)) is None
+    assert app[RESULTS].get(key_for(app, first)) is None
     gc.collect()
     assert alive() is None

@@ -13,9 +13,10 @@ import pytest
 
 from conftest import TEST_KEY, TEST_SALT, signed
 from imagegen import jpeg
-from vipsgate import middleware
+from vipsgate import logs
+from vipsgate.logs import JsonFormatter, configure_logging
 from vipsgate.metrics import RequestTrace
-from vipsgate.middleware import JsonFormatter, configure_logging, redact
+from vipsgate.middleware import redact
 
 FIELDS = {"ts", "level", "logger", "msg", "request_id", "method", "path", "status", "bytes",
           "duration_ms", "stages_ms", "cache", "source_cache", "source", "format"}
@@ -128,12 +129,12 @@ def test_redact_handles_prefix_and_query():
 def restore_logging():  # type: ignore[no-untyped-def]
     """Undo ``configure_logging``: root handlers and level, pyvips' level, the sink."""
     root, vips = logging.getLogger(), logging.getLogger("pyvips")
-    saved = (root.handlers[:], root.level, vips.level, middleware._sink)
+    saved = (root.handlers[:], root.level, vips.level, logs._sink)
     yield
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     vips.setLevel(saved[2])
-    middleware._sink = saved[3]
+    logs._sink = saved[3]
 
 
 def test_configure_logging_json_on_root(capsys, restore_logging):
@@ -159,7 +160,7 @@ async def test_server_access_log_writes_the_formatters_lines(make_client, images
         response = await client.get(url, headers={"X-Request-ID": request_id})
         assert response.status == 200
         await response.read()
-    middleware.flush_access_log()
+    logs.flush_access_log()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["request_id"] for line in lines] == ["sink-1", "sink-2"]
     assert all(set(line) >= FIELDS and line["logger"] == "vipsgate.access" for line in lines)
@@ -174,14 +175,14 @@ async def test_server_access_log_text_and_level(make_client, images, restore_log
     client = await make_client()
     url = signed("/rs:fit:10:10/plain/local:///cat.jpg")
     assert (await client.get(url, headers={"X-Request-ID": "text-2"})).status == 200
-    middleware.flush_access_log()
+    logs.flush_access_log()
     [line] = stream.getvalue().splitlines()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO vipsgate\.access: "
                         r"text-2 GET /<sig>/rs:fit:10:10/plain/local:///cat\.jpg 200 \d+B "
                         r"[\d.]+ms cache=miss jpeg .*", line)
     configure_logging("warning", "text", access_stream=stream)  # access lines are INFO
     assert (await client.get(url)).status == 200
-    middleware.flush_access_log()
+    logs.flush_access_log()
     assert len(stream.getvalue().splitlines()) == 1
 
 
@@ -189,7 +190,7 @@ async def test_access_log_keeps_every_line_when_flushed_from_another_thread():
     """Other log records flush the access lines from whatever thread logs them (libvips
     warnings come from worker threads): no line may be lost or written twice."""
     stream = io.StringIO()
-    sink = middleware.AccessLog(stream)
+    sink = logs.AccessLog(stream)
     done = threading.Event()
 
     def flusher() -> None:

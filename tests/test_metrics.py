@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import signed
+from conftest import signed, wait_until
 from imagegen import jpeg
-from vipsgate.server import STATE
+from vipsgate.app import METRICS, POOL
+from vipsgate.probes import ADMISSION
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -33,13 +33,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition on the server's live state (same event loop)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 async def test_counters_and_histograms_follow_traffic(make_client, images):
@@ -98,9 +91,8 @@ async def test_queue_gauges_coalescing_and_readiness_under_load(make_client, ima
     (coalesced), the full queue makes /ready 503 and a third URL gets 429."""
     (images / "cat.jpg").write_bytes(jpeg(400, 300))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_REQUESTS_QUEUE_SIZE="1")
-    state = client.server.app[STATE]
-    pool = state.pool
-    assert pool is not None
+    app = client.server.app
+    pool, admission = app[POOL], app[ADMISSION]
     before = await scrape(client)
     release, started = threading.Event(), threading.Event()
 
@@ -109,17 +101,17 @@ async def test_queue_gauges_coalescing_and_readiness_under_load(make_client, ima
         release.wait(10)
 
     async def occupy() -> None:
-        async with pool.admit():
+        async with admission.admit():
             await pool.run(hold_worker)
 
     blocker = asyncio.ensure_future(occupy())
     await wait_until(started.is_set)
     url = signed("/rs:fit:50:50/plain/local:///cat.jpg")
     first = asyncio.ensure_future(client.get(url))
-    await wait_until(lambda: pool.admitted == 2)
+    await wait_until(lambda: admission.admitted == 2)
     # the middleware counts the request and joins the flight without yielding in between
     second = asyncio.ensure_future(client.get(url))
-    await wait_until(lambda: state.metrics.in_flight == 2)
+    await wait_until(lambda: app[METRICS].in_flight == 2)
     try:
         busy = await scrape(client)
         assert value(busy, "vipsgate_requests_in_flight") == 2

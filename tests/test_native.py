@@ -11,7 +11,8 @@ from conftest import ROOT
 NESTED = textwrap.dedent("""
     import logging
     from vipsgate import native
-    import vipsgate.processing.pipeline  # installs the handlers, as the server does
+    from vipsgate.processing import vips
+    vips.init()  # installs the handlers, as the worker pool does
     glib = native.open_library("libvips", "vips", "g_log")
 
     class Nested(logging.Handler):

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import fields
 from urllib.parse import quote
 
 import pytest
 
 from vipsgate.errors import Forbidden, InvalidURL
-from vipsgate.options import (
-    Crop,
-    Extend,
-    Gravity,
+from vipsgate.grammar import OPTIONS, option_segments
+from vipsgate.options import Crop, Extend, Gravity, ProcessingOptions, Watermark
+from vipsgate.paths import (
     ParserConfig,
-    ProcessingOptions,
-    Watermark,
     build_path,
-    cache_key,
     normalize_path,
     parse_path,
     parse_preset_definitions,
@@ -367,11 +364,19 @@ def test_build_path_round_trips(options, encoding):
     assert again.source == source
 
 
-def test_cache_key_ignores_header_only_options():
-    a = opts("/rs:fit:10:10/exp:32503669200/att:1/fn:x/plain/x")
-    b = opts("/rs:fit:10:10/plain/x")
-    assert cache_key(a) == cache_key(b)
-    assert cache_key(opts("/rs:fit:10:11/plain/x")) != cache_key(b)
+def test_every_field_is_written_by_exactly_one_row():
+    """The writer comes from the parser's own table: a field no row writes (or two
+    rows write) would make URLs that do not round-trip."""
+    owned = [name for row in OPTIONS if row.write is not None for name in row.owns]
+    assert sorted(owned) == sorted(f.name for f in fields(ProcessingOptions))
+    for row in OPTIONS:
+        assert (row.write is None) == (not row.owns) and (not row.write or row.short)
+
+
+def test_writer_uses_short_names_and_skips_defaults():
+    assert option_segments(ProcessingOptions()) == []
+    o = opts("/resize:fill:10:20/blur:2/sharpen:1.5/pixelate:4/format:webp/plain/x")
+    assert option_segments(o) == ["rs:fill:10:20", "bl:2", "sh:1.5", "pix:4", "f:webp"]
 
 
 def test_preset_definitions_are_validated():

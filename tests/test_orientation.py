@@ -94,6 +94,15 @@ async def test_every_orientation_is_served_upright(make_client, images):
         # resized: the requested box applies to the upright picture
         response = await client.get(signed(f"/rs:fit:80:80/plain/local:///o{orientation}.jpg"))
         assert_same_picture(load(await response.read()), half)
+        # metadata kept (sm:0): the EXIF block survives, but never the orientation tag,
+        # or a viewer would turn the already upright pixels once more
+        response = await client.get(signed(f"/sm:0/plain/local:///o{orientation}.jpg"))
+        out = load(await response.read())
+        assert_same_picture(out, reference)
+        assert out.get_typeof("exif-data") and out.get("orientation") == 1, orientation
+        as_webp = await client.get(signed(f"/sm:0/plain/local:///o{orientation}.jpg@webp"))
+        out = load(await as_webp.read())
+        assert not out.get_typeof("orientation") or out.get("orientation") == 1, orientation
 
 
 async def test_crop_and_gravity_apply_to_the_upright_picture(make_client, images):

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import signed
+from conftest import signed, wait_until
 from imagegen import jpeg
-from vipsgate.server import STATE
+from vipsgate.app import POOL
+from vipsgate.probes import ADMISSION
 from vipsgate.workers import WorkerPool
 
 LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1", "IMGPROXY_DOWNLOAD_TIMEOUT": "30"}
@@ -60,13 +60,6 @@ async def origin(aiohttp_server):  # type: ignore[no-untyped-def]
     slow.release()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition on server state that no event announces."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def test_flood_gets_429_at_once_while_cached_urls_are_served(make_client, images, origin):
     (images / "cat.jpg").write_bytes(jpeg(200, 150))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_REQUESTS_QUEUE_SIZE="2",
@@ -92,7 +85,7 @@ async def test_flood_gets_429_at_once_while_cached_urls_are_served(make_client, 
     origin.release()
     for response in await asyncio.gather(*slow):
         assert response.status == 200
-    assert client.app[STATE].pool.admitted == 0
+    assert client.app[ADMISSION].admitted == 0
     assert (await client.get(signed(f"/plain/{origin.url}/after.jpg"))).status == 200
 
 
@@ -104,7 +97,7 @@ async def test_deadline_answers_503_with_a_slow_origin(make_client, origin):
     assert response.status == 503, await response.text()
     assert 0.5 <= elapsed < 3
     assert origin.paths == ["/slow.jpg"]
-    await wait_until(lambda: client.app[STATE].pool.admitted == 0)  # its place is free
+    await wait_until(lambda: client.app[ADMISSION].admitted == 0)  # its place is free
 
 
 class Blocker:
@@ -136,7 +129,7 @@ async def test_deadline_while_waiting_for_a_worker_is_503_and_never_starts(make_
                                                                           images):
     (images / "cat.jpg").write_bytes(jpeg(200, 150))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_TIMEOUT="0.5")
-    pool = client.app[STATE].pool
+    pool, admission = client.app[POOL], client.app[ADMISSION]
     blocker = Blocker(pool)
     await blocker.start()
     try:
@@ -144,7 +137,7 @@ async def test_deadline_while_waiting_for_a_worker_is_503_and_never_starts(make_
         response = await client.get(signed("/rs:fit:50:50/plain/local:///cat.jpg"))
         assert response.status == 503
         assert time.perf_counter() - started < 3
-        await wait_until(lambda: pool.admitted == 0)
+        await wait_until(lambda: admission.admitted == 0)
     finally:
         await blocker.release()
     assert pool.started == 1  # only the blocker ever ran
@@ -155,14 +148,14 @@ async def test_deadline_while_waiting_for_a_worker_is_503_and_never_starts(make_
 async def test_work_of_a_client_that_hung_up_is_never_started(make_client, images):
     (images / "cat.jpg").write_bytes(jpeg(200, 150))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_TIMEOUT="30")
-    pool = client.app[STATE].pool
+    pool, admission = client.app[POOL], client.app[ADMISSION]
     blocker = Blocker(pool)
     await blocker.start()
     try:
         with pytest.raises(asyncio.TimeoutError):
             await client.get(signed("/rs:fit:60:60/plain/local:///cat.jpg"),
                              timeout=aiohttp.ClientTimeout(total=0.3))
-        await wait_until(lambda: pool.admitted == 0)  # the server let go of it
+        await wait_until(lambda: admission.admitted == 0)  # the server let go of it
     finally:
         await blocker.release()
     assert pool.started == 1
@@ -170,7 +163,8 @@ async def test_work_of_a_client_that_hung_up_is_never_started(make_client, image
 
 
 async def test_a_cancelled_job_keeps_its_worker_until_the_thread_is_done():
-    pool = WorkerPool(workers=1, queue_size=0)
+    pool = WorkerPool(workers=1)
+    await pool.start()
     blocker = Blocker(pool)
     await blocker.start()
     assert blocker.task is not None
@@ -187,7 +181,8 @@ async def test_a_cancelled_job_keeps_its_worker_until_the_thread_is_done():
 
 
 async def test_errors_in_jobs_release_their_worker():
-    pool = WorkerPool(workers=1, queue_size=0)
+    pool = WorkerPool(workers=1)
+    await pool.start()
 
     def boom() -> None:
         raise ValueError("bad input")
@@ -205,7 +200,7 @@ async def test_the_app_trims_memory_only_while_idle(make_client):
         pytest.skip("no glibc malloc_trim here")
     client = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0.05")
     assert any(t.get_name() == "malloc-trim" for t in asyncio.all_tasks())
-    pool = client.app[STATE].pool
+    pool = client.app[POOL]
     asked = asyncio.Event()
     answers: list[bool] = []
 
@@ -224,5 +219,5 @@ async def test_the_app_trims_memory_only_while_idle(make_client):
         await blocker.release()
     assert answers[:3] == [False, False, False] and pool.idle
     off = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0")
-    assert off.app[STATE].pool is not None
+    assert off.app[POOL].executor is not None
     assert sum(t.get_name() == "malloc-trim" for t in asyncio.all_tasks()) == 1

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import make_settings, signed
 from imagegen import jpeg, load
+from vipsgate.app import create_app
 from vipsgate.errors import ConfigError
-from vipsgate.server import create_app
 
 
 async def size_of(client, path: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]

@@ -6,14 +6,14 @@ import os
 
 from conftest import signed
 from imagegen import jpeg, load, png_alpha
-from vipsgate.server import STATE
+from vipsgate.app import POOL
 
 
 async def test_images_are_processed_in_worker_processes(make_client, images):
     (images / "a.jpg").write_bytes(jpeg(640, 480))
     (images / "b.png").write_bytes(png_alpha(300, 200))
     client = await make_client(VIPSGATE_EXECUTOR="process", IMGPROXY_WORKERS="2")
-    pool = client.app[STATE].pool
+    pool = client.app[POOL]
     assert pool.kind == "process"
     pids = {pool.executor.submit(os.getpid).result() for _ in range(4)}
     assert os.getpid() not in pids  # the work really leaves this process

@@ -10,25 +10,22 @@ import base64
 
 import pytest
 import pyvips
+from aiohttp import web
 
-from conftest import make_settings, signed
+from conftest import effective, make_settings, process_url, signed
 from imagegen import jpeg, load, photo, solid
+from vipsgate.app import POOL, SOURCES, create_app
 from vipsgate.errors import ConfigError, ImageTooLarge
-from vipsgate.negotiate import FormatPolicy
-from vipsgate.options import parse_path
-from vipsgate.processing import ProcessingConfig, process
-from vipsgate.processing.pipeline import quality_for, raw
-from vipsgate.server import create_app
+from vipsgate.processing.pipeline import raw
 
 RED, WHITE, BLUE = (255, 0, 0), (255, 255, 255), (0, 0, 255)
-DEFAULTS = ProcessingConfig()
 
 
 def run(data: bytes, options: str = "", fmt: str | None = "png",
-        config: ProcessingConfig = DEFAULTS):  # type: ignore[no-untyped-def]
-    """Process ``data`` with the options of a URL path; returns (Result, decoded image)."""
-    path = (f"/{options}" if options else "") + "/plain/local:///x" + (f"@{fmt}" if fmt else "")
-    result = process(data, parse_path(path).options, FormatPolicy(fmt), config)
+        watermark: bytes | None = None, **env: str):  # type: ignore[no-untyped-def]
+    """Process ``data`` with the options of a URL path under the settings ``env``;
+    returns (Result, decoded image)."""
+    result = process_url(data, options, fmt, watermark, **env)
     return result, load(result.data)
 
 
@@ -90,7 +87,20 @@ def test_trim_of_a_uniform_image_keeps_it():
     assert (out.width, out.height) == (40, 30)
 
 
-# --- padding, rotate, flip ----------------------------------------------------------
+# --- extend, padding, rotate, flip -------------------------------------------------
+
+@pytest.mark.parametrize(("options", "red_x", "white_x"), [
+    ("ex:1:we", 5, 95),  # extend to the box, image on the west
+    ("ex:1:ea", 95, 5),
+    ("ex:0:ea/exar:1:we", 5, 75),  # each extend has its own gravity
+    ("ex:0:we/exar:1:ea", 75, 5),
+])
+def test_extend_and_extend_aspect_ratio_use_their_own_gravity(options, red_x, white_x):
+    _, out = run(png(solid(40, 40, RED)), f"rs:fit:100:50/{options}/bg:ffffff")
+    assert out.height in (40, 50)
+    assert close(px(out, red_x, out.height // 2), RED, 0), out.width
+    assert close(px(out, white_x, out.height // 2), WHITE, 0), out.width
+
 
 def test_padding_adds_exact_pixels_of_the_background_colour():
     data = png(solid(40, 30, BLUE))
@@ -201,27 +211,25 @@ def test_pixelate_makes_uniform_blocks_of_the_mean_colour():
 # --- watermark ----------------------------------------------------------------------
 
 MARK = png(solid(20, 20, RED))
-WM = ProcessingConfig(watermark=MARK)
 
 
 def test_watermark_changes_the_expected_corner():
     data = png(solid(100, 80, WHITE))
-    _, out = run(data, "wm:1:soea", config=WM)
+    _, out = run(data, "wm:1:soea", watermark=MARK)
     assert close(px(out, 90, 70), RED, 0) and close(px(out, 80, 60), RED, 0)
     assert close(px(out, 79, 59), WHITE, 0) and close(px(out, 5, 5), WHITE, 0)
-    _, out = run(data, "wm:1:nowe:5:7", config=WM)
+    _, out = run(data, "wm:1:nowe:5:7", watermark=MARK)
     assert close(px(out, 5, 7), RED, 0) and close(px(out, 4, 7), WHITE, 0)
     assert close(px(out, 24, 26), RED, 0) and close(px(out, 25, 27), WHITE, 0)
-    _, out = run(data, "wm:1", config=WM)  # centre
+    _, out = run(data, "wm:1", watermark=MARK)  # centre
     assert close(px(out, 50, 40), RED, 0) and close(px(out, 39, 40), WHITE, 0)
 
 
 def test_watermark_opacity_scales_the_effect():
     data = png(solid(100, 80, WHITE))
-    _, full = run(data, "wm:1:soea", config=WM)
-    _, half = run(data, "wm:0.5:soea", config=WM)
-    _, quarter = run(data, "wm:1:soea", config=ProcessingConfig(watermark=MARK,
-                                                                 watermark_opacity=0.25))
+    _, full = run(data, "wm:1:soea", watermark=MARK)
+    _, half = run(data, "wm:0.5:soea", watermark=MARK)
+    _, quarter = run(data, "wm:1:soea", watermark=MARK, IMGPROXY_WATERMARK_OPACITY="0.25")
     effect = [255 - px(img, 90, 70)[1] for img in (full, half, quarter)]
     assert effect[0] == 255
     assert abs(effect[1] - 128) <= 2 and abs(effect[2] - 64) <= 2
@@ -229,10 +237,10 @@ def test_watermark_opacity_scales_the_effect():
 
 def test_watermark_scale_and_replicate():
     data = png(solid(100, 80, WHITE))
-    _, out = run(data, "wm:1:ce:0:0:0.5", config=WM)  # fits 50x40: a 40x40 square
+    _, out = run(data, "wm:1:ce:0:0:0.5", watermark=MARK)  # fits 50x40: a 40x40 square
     assert close(px(out, 31, 21), RED, 0) and close(px(out, 68, 58), RED, 0)
     assert close(px(out, 29, 40), WHITE, 0) and close(px(out, 71, 40), WHITE, 0)
-    _, out = run(data, "wm:1:re:10:10", config=WM)  # 20px tiles, 10px apart
+    _, out = run(data, "wm:1:re:10:10", watermark=MARK)  # 20px tiles, 10px apart
     for x, y in ((5, 5), (24, 24), (35, 35), (65, 5)):
         assert close(px(out, x, y), RED, 0), (x, y)
     for x, y in ((2, 2), (27, 27), (32, 10), (10, 32)):
@@ -261,22 +269,33 @@ async def test_watermark_from_data_path_and_url(make_client, images, tmp_path):
         await client.close()
 
 
-def test_a_watermark_that_is_not_an_image_stops_start_up(images):
-    settings = make_settings(images, IMGPROXY_WATERMARK_DATA=base64.b64encode(b"nope").decode())
-    with pytest.raises(ConfigError, match="WATERMARK"):
-        create_app(settings)
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_a_watermark_that_is_not_an_image_stops_start_up(images, executor):
+    """Start-up fails naming the setting, and what had started (the worker pool, the
+    HTTP session) is closed again."""
+    (images / "nope.png").write_bytes(b"nope")
+    for env in ({"IMGPROXY_WATERMARK_DATA": base64.b64encode(b"nope").decode()},
+                {"IMGPROXY_WATERMARK_URL": "local:///nope.png"},
+                {"IMGPROXY_WATERMARK_URL": "local:///missing.png"}):
+        app = create_app(make_settings(images, VIPSGATE_EXECUTOR=executor, **env))
+        runner = web.AppRunner(app)
+        with pytest.raises(ConfigError, match="IMGPROXY_WATERMARK_"):
+            await runner.setup()
+        assert app[POOL].executor is not None  # started before the watermark
+        await runner.cleanup()
+        assert app[POOL].executor is None and not app[SOURCES].by_scheme
 
 
 # --- quality, max_bytes, AVIF speed ---------------------------------------------------
 
 def test_format_quality_defaults_are_imgproxys():
-    config = ProcessingConfig()
-    o = parse_path("/plain/local:///x").options
-    assert [quality_for(f, o, config) for f in ("jpeg", "webp", "avif")] == [80, 79, 63]
-    o = parse_path("/fq:webp:50:jpeg:40/plain/local:///x").options
-    assert [quality_for(f, o, config) for f in ("jpeg", "webp", "avif")] == [40, 50, 63]
-    o = parse_path("/fq:webp:50/q:33/plain/local:///x").options
-    assert quality_for("webp", o, config) == 33
+    e = effective()
+    assert [e.quality(f) for f in ("jpeg", "webp", "avif")] == [80, 79, 63]
+    e = effective("fq:webp:50:jpeg:40")
+    assert [e.quality(f) for f in ("jpeg", "webp", "avif")] == [40, 50, 63]
+    assert effective("fq:webp:50/q:33").quality("webp") == 33
+    e = effective("fq:webp:50", IMGPROXY_QUALITY="70", IMGPROXY_FORMAT_QUALITY="avif=40")
+    assert [e.quality(f) for f in ("jpeg", "webp", "avif")] == [70, 50, 40]
 
 
 @pytest.mark.parametrize(("fmt", "quality"), [("jpeg", 80), ("webp", 79), ("avif", 63)])
@@ -290,7 +309,7 @@ def test_default_quality_is_what_is_encoded(fmt, quality):
 
 def test_format_quality_setting_changes_the_output():
     data = png(photo(160, 120))
-    low, _ = run(data, "", "jpeg", ProcessingConfig(format_quality=(("jpeg", 20),)))
+    low, _ = run(data, "", "jpeg", IMGPROXY_FORMAT_QUALITY="jpeg=20")
     default, _ = run(data, "", "jpeg")
     assert len(low.data) < len(default.data) * 0.7
 
@@ -315,8 +334,8 @@ def test_max_bytes_is_ignored_for_lossless_formats():
 
 def test_avif_speed_setting_reaches_the_encoder():
     data = png(photo(64, 48))
-    fast, out = run(data, "", "avif", ProcessingConfig(avif_speed=9))
-    slow, _ = run(data, "", "avif", ProcessingConfig(avif_speed=2))
+    fast, out = run(data, "", "avif", IMGPROXY_AVIF_SPEED="9")
+    slow, _ = run(data, "", "avif", IMGPROXY_AVIF_SPEED="2")
     assert fast.data != slow.data and (out.width, out.height) == (64, 48)
 
 
@@ -351,7 +370,7 @@ def test_keep_copyright_keeps_copyright_and_drops_gps(fmt):
 def test_without_keep_copyright_everything_is_stripped():
     _, out = run(tagged_jpeg(), "kcr:0", "jpeg")
     assert not exif(out) and not out.get_typeof("exif-data")
-    _, out = run(tagged_jpeg(), "", "jpeg", ProcessingConfig(keep_copyright=False))
+    _, out = run(tagged_jpeg(), "", "jpeg", IMGPROXY_KEEP_COPYRIGHT="false")
     assert not out.get_typeof("exif-data")
     _, out = run(jpeg(64, 48), "", "jpeg")  # no EXIF in: no EXIF out
     assert not out.get_typeof("exif-data")
@@ -376,15 +395,14 @@ def test_skip_processing_returns_the_source_bytes():
     assert result.format == "png" and (out.width, out.height) == (10, 8)
     result, out = run(data, "skp:png/rs:fit:10:10", None)  # not in the list: processed
     assert result.data != data and (out.width, out.height) == (10, 8)
-    config = ProcessingConfig(skip_processing_formats=("jpeg",))
-    result, _ = run(data, "rs:fit:10:10", None, config)
+    result, _ = run(data, "rs:fit:10:10", None, IMGPROXY_SKIP_PROCESSING_FORMATS="jpg")
     assert result.data == data
 
 
 def test_skip_processing_still_checks_the_resolution():
     data = jpeg(400, 300)
     with pytest.raises(ImageTooLarge):
-        run(data, "skp:jpg", None, ProcessingConfig(max_src_resolution=0.1))
+        run(data, "skp:jpg", None, IMGPROXY_MAX_SRC_RESOLUTION="0.1")
 
 
 async def test_skip_processing_and_raw_over_http(make_client, images):

@@ -24,8 +24,8 @@ from yarl import URL
 from conftest import make_settings, signed
 from imagegen import jpeg, load
 from vipsgate.errors import InvalidSource, SourceNotFound, SourceTooLarge
-from vipsgate.options import encode_source
-from vipsgate.sources import Sources
+from vipsgate.paths import encode_source
+from vipsgate.sources import Fetched, Sources, check_size
 from vipsgate.sources.http import (
     BlockedAddress,
     GuardedResolver,
@@ -42,6 +42,13 @@ class Dialled(list[str]):
     """Addresses connected to; ``ports`` holds the ports."""
 
     ports: list[int]
+
+
+
+async def fetch(sources: Sources, url: str, max_bytes: int | None = None) -> Fetched:
+    """Check then fetch ``url`` as the server does; ``max_bytes`` None: the setting."""
+    limit = sources.settings.max_src_file_size if max_bytes is None else max_bytes
+    return await sources.fetch(sources.check(url), limit)
 
 
 @pytest.fixture(autouse=True)
@@ -315,7 +322,7 @@ async def test_connection_refused_is_502(make_client, origin: Origin) -> None:
 async def test_meta_and_headers_come_from_the_origin(origin: Origin) -> None:
     settings = make_settings(**LOOPBACK)
     async with Sources(settings) as sources:
-        fetched = await sources.fetch(origin.url("/img.jpg"))
+        fetched = await fetch(sources, origin.url("/img.jpg"))
     assert fetched.data == IMAGE
     meta = fetched.meta
     assert (meta.etag, meta.content_type, meta.cache_control, meta.size) == (
@@ -325,9 +332,9 @@ async def test_meta_and_headers_come_from_the_origin(origin: Origin) -> None:
 
 
 async def test_one_session_serves_every_request(make_client, origin: Origin) -> None:
-    from vipsgate.server import STATE
+    from vipsgate.app import SOURCES
     client = await make_client(**LOOPBACK)
-    http = client.app[STATE].sources.by_scheme["http"]
+    http = client.app[SOURCES].by_scheme["http"]
     session = http.session
     for i in range(3):
         assert (await client.get(image_path(origin.url(f"/img.jpg?n={i}")))).status == 200
@@ -457,28 +464,28 @@ async def test_per_request_size_limit(origin: Origin, images) -> None:  # type: 
     async with Sources(settings) as sources:
         for url in (origin.url("/img.jpg"), "local:///a.jpg"):
             with pytest.raises(SourceTooLarge):
-                await sources.fetch(url)  # the setting
-            fetched = await sources.fetch(url, max_bytes=len(IMAGE))  # msfs raises it
+                await fetch(sources, url)  # the setting
+            fetched = await fetch(sources, url, max_bytes=len(IMAGE))  # msfs raises it
             assert fetched.data == IMAGE
-            assert (await sources.fetch(url, max_bytes=0)).data == IMAGE  # 0: no limit
+            assert (await fetch(sources, url, max_bytes=0)).data == IMAGE  # 0: no limit
             with pytest.raises(SourceTooLarge):
-                await sources.fetch(url, max_bytes=len(IMAGE) - 1)
+                await fetch(sources, url, max_bytes=len(IMAGE) - 1)
             # a source from the originals cache, fetched under a larger limit
-            assert sources.check_size(fetched, len(IMAGE)) is fetched
-            assert sources.check_size(fetched, 0) is fetched
+            assert check_size(fetched, len(IMAGE)) is fetched
+            assert check_size(fetched, 0) is fetched
             with pytest.raises(SourceTooLarge):
-                sources.check_size(fetched, len(IMAGE) - 1)
+                check_size(fetched, len(IMAGE) - 1)
             with pytest.raises(SourceTooLarge):
-                sources.check_size(fetched)  # None: the setting
+                check_size(fetched, 100)  # the setting
     assert len(origin.requests) == 4
 
 
 async def test_source_without_validators_gets_a_content_etag(make_client, origin: Origin) -> None:
     async with Sources(make_settings(**LOOPBACK)) as sources:
-        meta = (await sources.fetch(origin.url("/bare"))).meta
+        meta = (await fetch(sources, origin.url("/bare"))).meta
         assert meta.etag == f'"b2-{hashlib.blake2b(IMAGE, digest_size=16).hexdigest()}"'
         assert meta.last_modified is None
-        assert (await sources.fetch(origin.url("/img.jpg"))).meta.etag == '"v1"'  # kept
+        assert (await fetch(sources, origin.url("/img.jpg"))).meta.etag == '"v1"'  # kept
 
     path = image_path(origin.url("/bare"))
     etags = []
@@ -498,7 +505,7 @@ async def test_malformed_source_urls_are_invalid_in_the_sources_layer(
         origin: Origin, dialled: Dialled, source: str) -> None:
     async with Sources(make_settings(**LOOPBACK)) as sources:
         with pytest.raises(InvalidSource):
-            await sources.fetch(source)
+            await fetch(sources, source)
         with pytest.raises(InvalidSource):  # the HTTP source alone, no Sources.check
             await sources.by_scheme["http"].fetch(source, 0)
     assert dialled == []

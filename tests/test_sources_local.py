@@ -10,7 +10,7 @@ import pytest
 from conftest import signed
 from imagegen import jpeg, load
 from vipsgate.errors import SourceNotFound, SourceTooLarge
-from vipsgate.options import encode_source
+from vipsgate.paths import encode_source
 from vipsgate.sources.local import LocalSource
 
 IMAGE = jpeg(40, 30)

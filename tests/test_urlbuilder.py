@@ -12,22 +12,19 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, TEST_KEY, TEST_SALT
 from imagegen import jpeg, load
+from vipsgate.formats import NAMES as FORMATS
 from vipsgate.options import (
-    FORMATS,
     GRAVITY_TYPES,
     RESIZING_TYPES,
     WATERMARK_POSITIONS,
     Crop,
     Extend,
     Gravity,
-    ParserConfig,
     ProcessingOptions,
     Trim,
     Watermark,
-    build_path,
-    parse_path,
-    split_signature,
 )
+from vipsgate.paths import ParserConfig, build_path, parse_path, split_signature
 from vipsgate.signing import Signer
 from vipsgate.urlbuilder import UrlBuilder, expected_size, to_gravity
 
@@ -295,8 +292,9 @@ def test_urlbuilder_imports_no_server_dependencies():
             "'django', 'jinja2') or m.startswith('vipsgate.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    assert eval(out) == ["vipsgate.contrib", "vipsgate.errors", "vipsgate.geometry",
-                         "vipsgate.options", "vipsgate.signing", "vipsgate.urlbuilder"]
+    assert eval(out) == ["vipsgate.contrib", "vipsgate.errors", "vipsgate.formats",
+                         "vipsgate.geometry", "vipsgate.grammar", "vipsgate.options",
+                         "vipsgate.paths", "vipsgate.signing", "vipsgate.urlbuilder"]
 
 
 CASES = [  # (kwargs for UrlBuilder.url, source w x h)

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from conftest import TEST_KEY, TEST_SALT, make_settings, signed
 from imagegen import jpeg
 from vipsgate import warm
-from vipsgate.server import create_app
+from vipsgate.app import create_app
 
 FORMATS = ["avif", "webp", "jpeg"]
 

@@ -1,5 +1,5 @@
-"""The libvips pipeline (runs in worker threads). See ``pipeline.process``."""
+"""The libvips pipeline (runs in workers). See ``pipeline.process``."""
 
-from .pipeline import ProcessingConfig, Result, process
+from .pipeline import Result, process
 
-__all__ = ["ProcessingConfig", "Result", "process"]
+__all__ = ["Result", "process"]

@@ -5,7 +5,7 @@ is decoded once per process (``decoded``), then shared read-only by every
 worker thread. Per request it is resized when ``scale`` > 0 (relative to the
 result), placed by position and pixel offsets (times dpr; it may overflow the
 edges) or tiled with ``re`` (offsets become the spacing), and blended with
-``opacity`` x ``IMGPROXY_WATERMARK_OPACITY``.
+``opacity`` (already multiplied by ``IMGPROXY_WATERMARK_OPACITY``, see resolve.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import functools
 import pyvips
 
 from ..options import Watermark
+from . import vips
 from .color import to_srgb
 
 
@@ -25,6 +26,14 @@ def decoded(data: bytes) -> pyvips.Image:
     if not image.hasalpha():
         image = image.bandjoin(255)
     return image.copy_memory()
+
+
+def check(data: bytes) -> None:
+    """ValueError when ``data`` is not an image libvips can read."""
+    try:
+        decoded(data)
+    except pyvips.Error as exc:
+        raise ValueError(f"not a readable image: {vips.message(exc)}") from None
 
 
 def position(outer: tuple[int, int], inner: tuple[int, int], kind: str, x: int, y: int
@@ -50,17 +59,15 @@ def _fit(mark: pyvips.Image, width: int, height: int) -> pyvips.Image:
     return mark.premultiply().resize(factor).unpremultiply().cast("uchar")
 
 
-def apply(image: pyvips.Image, data: bytes, w: Watermark, global_opacity: float,
-          dpr: float) -> pyvips.Image:
+def apply(image: pyvips.Image, data: bytes, w: Watermark, dpr: float) -> pyvips.Image:
     """``image`` (8-bit sRGB, any alpha) with the watermark composited on it."""
     mark = decoded(data)
     if w.scale > 0:
         mark = _fit(mark, max(1, round(image.width * w.scale)),
                     max(1, round(image.height * w.scale)))
     x, y = round(w.x * dpr), round(w.y * dpr)
-    opacity = w.opacity * global_opacity
-    if opacity < 1:
-        mark = (mark * [1, 1, 1, opacity]).cast("uchar")
+    if w.opacity < 1:
+        mark = (mark * [1, 1, 1, w.opacity]).cast("uchar")
     if w.position == "re":
         mark = mark.embed(x // 2, y // 2, mark.width + x, mark.height + y)
         tiles = mark.replicate(-(-image.width // mark.width), -(-image.height // mark.height))

@@ -1,8 +1,10 @@
-"""Sources by URL scheme behind one interface: ``await sources.fetch(url)``.
+"""Sources by URL scheme behind one interface.
 
-``Sources`` owns the long-lived clients (one aiohttp session, one S3 client)
-and is opened/closed by the app's cleanup context. A failed start-up closes
-whatever was already opened.
+``Sources.check(url)`` runs once per URL (the resolve stage): the scheme must be
+enabled and the URL allowed (``IMGPROXY_ALLOWED_SOURCES``); it returns a
+``SourceRef``. ``await sources.fetch(ref, max_bytes)`` then downloads it. ``Sources``
+owns the long-lived clients (one aiohttp session, one S3 client) and is opened and
+closed by the app's cleanup context; a failed start-up closes whatever was opened.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import dataclasses
 import hashlib
 import re
 from contextlib import AsyncExitStack
+from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidSource, SourceTooLarge
+from ..errors import InvalidSource
 from .allowlist import AllowList
-from .base import Fetched, Source, SourceMeta
+from .base import Fetched, Source, SourceMeta, check_size
 from .http import HttpSource
 
-__all__ = ["AllowList", "Fetched", "Source", "SourceMeta", "Sources", "content_etag",
-           "scheme_of"]
+__all__ = ["AllowList", "Fetched", "Source", "SourceMeta", "SourceRef", "Sources",
+           "check_size", "content_etag", "scheme_of"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -36,19 +39,32 @@ def content_etag(data: bytes) -> str:
     return f'"b2-{hashlib.blake2b(data, digest_size=16).hexdigest()}"'
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceRef:
+    """A source URL that passed ``Sources.check``: its scheme is on and it is allowed."""
+
+    url: str
+    scheme: str
+
+
 class Sources:
-    def __init__(self, settings) -> None:
+    def __init__(self, settings: Any) -> None:
         self.settings = settings
-        self.by_scheme: dict[str, Source] = {}
         self.allowed = AllowList.from_patterns(settings.allowed_sources)
+        self.schemes = {"http", "https"}
+        if settings.local_root:
+            self.schemes.add("local")
+        if settings.use_s3:
+            self.schemes.add("s3")
+        self.by_scheme: dict[str, Source] = {}
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Sources:
         s = self.settings
-        if s.local_root:
-            from .local import LocalSource
-            self.by_scheme["local"] = LocalSource(s.local_root)
         try:
+            if s.local_root:
+                from .local import LocalSource
+                self.by_scheme["local"] = LocalSource(s.local_root)
             http = await self._stack.enter_async_context(HttpSource(s, self.allowed))
             self.by_scheme["http"] = self.by_scheme["https"] = http
             if s.use_s3:
@@ -61,39 +77,31 @@ class Sources:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+        self.by_scheme.clear()
 
-    def check(self, url: str) -> Source:
-        """The source for ``url``, or ``InvalidSource`` (404) when not allowed or malformed."""
+    def check(self, url: str) -> SourceRef:
+        """``url`` as a ``SourceRef``, or ``InvalidSource`` (404) when it is malformed,
+        its scheme is off, or it is not allowed."""
         scheme = scheme_of(url)
         try:
             urlsplit(url)
         except ValueError as exc:
             raise InvalidSource(f"Invalid source URL: {exc}") from None
-        source = self.by_scheme.get(scheme)
-        if source is None:
+        if scheme not in self.schemes:
             raise InvalidSource(f"Unknown or disabled source scheme: {scheme or url[:20]}")
         if self.allowed is not None and not self.allowed.allows(url):
             raise InvalidSource(f"Source URL is not allowed: {url[:500]}")
-        return source
+        return SourceRef(url, scheme)
 
-    def limit(self, max_bytes: int | None = None) -> int:
-        """The size limit for one request: its own (``msfs``) or the setting; 0 = none."""
-        return self.settings.max_src_file_size if max_bytes is None else max_bytes
-
-    def check_size(self, fetched: Fetched, max_bytes: int | None = None) -> Fetched:
-        """``fetched`` when within the request's limit (for a source from the originals
-        cache, fetched under another request's limit), else ``SourceTooLarge``."""
-        limit = self.limit(max_bytes)
-        if limit and len(fetched.data) > limit:
-            raise SourceTooLarge(f"Source is {len(fetched.data)} bytes, limit is {limit}")
-        return fetched
-
-    async def fetch(self, url: str, max_bytes: int | None = None) -> Fetched:
-        """The source's bytes and meta, at most ``max_bytes`` (``None``: the setting).
+    async def fetch(self, ref: SourceRef, max_bytes: int) -> Fetched:
+        """The source's bytes and meta, at most ``max_bytes`` (0: no limit).
 
         A source without ETag and Last-Modified gets a content hash as its ETag,
         computed here once, off the event loop."""
-        fetched = await self.check(url).fetch(url, self.limit(max_bytes))
+        source = self.by_scheme.get(ref.scheme)
+        if source is None:
+            raise InvalidSource(f"Source scheme {ref.scheme} is not open")
+        fetched = await source.fetch(ref.url, max_bytes)
         meta = fetched.meta
         if meta.etag or meta.last_modified:
             return fetched

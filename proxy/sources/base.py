@@ -35,6 +35,14 @@ class Source(Protocol):
     async def fetch(self, url: str, max_bytes: int) -> Fetched: ...
 
 
+def check_size(fetched: Fetched, max_bytes: int) -> Fetched:
+    """``fetched`` when within ``max_bytes`` (0: no limit): a source from the originals
+    cache was fetched under another request's limit."""
+    if max_bytes and len(fetched.data) > max_bytes:
+        raise SourceTooLarge(f"Source is {len(fetched.data)} bytes, limit is {max_bytes}")
+    return fetched
+
+
 async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int,
                        declared: int | None = None) -> bytes:
     """Collect a body, stopping the moment it exceeds ``max_bytes`` (0 = no limit)."""

@@ -142,10 +142,11 @@ class HttpSource:
         except TimeoutError:
             raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
 
-    def check_target(self, target: URL) -> None:
-        """Refuse a hop before dialling: scheme, host, allow-list, literal IP."""
+    def check_target(self, target: URL, allow_list: bool = True) -> None:
+        """Refuse a hop before dialling: scheme, host, allow-list, literal IP. The first
+        hop's allow-list check was made when the URL was resolved (``Sources.check``)."""
         http_url(target)
-        if self.allowed is not None and not self.allowed.allows(target):
+        if allow_list and self.allowed is not None and not self.allowed.allows(target):
             raise InvalidSource(f"Not an allowed source: {target}")
         assert target.host is not None
         try:
@@ -163,8 +164,8 @@ class HttpSource:
     async def _fetch(self, url: str, max_bytes: int) -> Fetched:
         assert self.session is not None
         target = http_url(url)
-        for _ in range(self.max_redirects + 1):
-            self.check_target(target)
+        for hop in range(self.max_redirects + 1):
+            self.check_target(target, allow_list=hop > 0)
             response = await self._request(target)
             async with response:
                 location = response.headers.get("Location")

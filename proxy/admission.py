@@ -1,0 +1,37 @@
+"""Stage 5, admit: a bounded queue in front of the workers (429 when it is full).
+
+``async with admission.admit():`` holds a place from before the source is fetched
+until the result is made, so the queue also bounds concurrent downloads. A full
+queue answers 429 with ``Retry-After`` at once: nothing piles up. Cache hits and
+coalesced requests never take a place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from .errors import TooManyRequests
+
+
+class Admission:
+    def __init__(self, workers: int, queue_size: int, retry_after: int = 1) -> None:
+        self.capacity = workers + queue_size if queue_size else 0  # 0 = unbounded
+        self.retry_after = retry_after
+        self.admitted = 0  # requests holding a place (waiting, fetching or working)
+
+    @property
+    def full(self) -> bool:
+        return bool(self.capacity) and self.admitted >= self.capacity
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold a place in the queue, or raise 429 at once when there is none."""
+        if self.full:
+            raise TooManyRequests("Request queue is full",
+                                  headers={"Retry-After": str(self.retry_after)})
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1

@@ -1,0 +1,147 @@
+"""The composition root: builds every long-lived object once, wires the routes, and
+gives each resource its own cleanup context (started in order, closed in reverse;
+one that fails to start closes those started before it).
+
+Each object has its own app key; request-time code gets its collaborators at
+construction, so no module reaches back up the request line through the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from . import memory, probes
+from .admission import Admission
+from .assets import Asset
+from .background import running
+from .cache import ByteLRU
+from .config import Settings
+from .fetch import Fetcher
+from .handler import ImageHandler, TracedHandler
+from .metrics import LiveState, Metrics
+from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, trace_middleware
+from .probes import ADMISSION
+from .processing import watermark
+from .resolve import Resolver
+from .respond import Responder
+from .results import CachedResult
+from .sources import Fetched, Sources
+from .tracing import Tracer
+from .verify import Verifier
+from .workers import WorkerPool
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+POOL: web.AppKey[WorkerPool] = web.AppKey("pool", WorkerPool)
+SOURCES: web.AppKey[Sources] = web.AppKey("sources", Sources)
+RESULTS: web.AppKey[ByteLRU[CachedResult]] = web.AppKey("results")
+ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")
+VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
+WATERMARK: web.AppKey[Asset] = web.AppKey("watermark", Asset)
+Cleanup = Callable[[web.Application], AsyncIterator[None]]
+
+
+def create_app(settings: Settings) -> web.Application:
+    s = settings
+    metrics, lifecycle = Metrics(), Lifecycle()
+    app = web.Application(middlewares=[trace_middleware(s, metrics, lifecycle)],
+                          client_max_size=1024)
+    ratio = s.cache_max_entry_ratio
+    results: ByteLRU[CachedResult] = ByteLRU(s.result_cache_bytes, lambda r: r.size, ratio)
+    originals: ByteLRU[Fetched] = ByteLRU(s.source_cache_bytes, lambda f: len(f.data) + 256,
+                                          ratio)
+    sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor)
+    admission = Admission(s.worker_count, s.requests_queue_size)
+    mark = Asset("IMGPROXY_WATERMARK", s.watermark_data, s.watermark_path, s.watermark_url)
+    verifier, tracer = Verifier(s), Tracer(s.otel)
+    metrics.watch(LiveState({"result": results, "source": originals}, admission, pool,
+                            lifecycle))
+    for key, value in ((SETTINGS, s), (METRICS, metrics), (LIFECYCLE, lifecycle),
+                       (ADMISSION, admission), (POOL, pool), (SOURCES, sources),
+                       (RESULTS, results), (ORIGINALS, originals), (VERIFIER, verifier),
+                       (WATERMARK, mark)):
+        app[key] = value  # type: ignore[index]
+    app.cleanup_ctx.extend([_pool, _sources, _watermark, _trimmer, _publishing])
+    handler = ImageHandler(s, verifier, Resolver(s, sources.check), results,
+                           Fetcher(sources, originals, tracer), admission, pool,
+                           Responder(s), tracer, mark)
+    _routes(app, s, handler)
+    return app
+
+
+def _routes(app: web.Application, s: Settings, handler: ImageHandler) -> None:
+    prefix = s.path_prefix
+    app.router.add_get(f"{prefix}/health", probes.health)
+    app.router.add_get(f"{prefix}/ready", probes.ready)
+    if not s.prometheus_bind:
+        app.router.add_get(f"{prefix}/metrics", probes.metrics)
+    app.router.add_get(f"{prefix}/favicon.ico", probes.not_found)
+    app.router.add_get(prefix + "/.well-known/{tail:.*}", probes.not_found)
+    app.router.add_get(f"{prefix}/", probes.landing)
+    if s.playground:  # development only (VIPSGATE_PLAYGROUND=1, set by `make run`)
+        from .playground import playground_app
+        app.add_subapp(f"{prefix}/playground", playground_app(s, app[VERIFIER].parser))
+    route = TracedHandler(handler).handle if handler.tracer.enabled else handler.handle
+    app.router.add_get(prefix + "/{tail:.+}", route, name=IMAGE_ROUTE)
+    app.router.add_route("OPTIONS", prefix + "/{tail:.*}", probes.preflight)
+
+
+# --- one cleanup context per long-lived resource ----------------------------------------
+
+async def _pool(app: web.Application) -> AsyncIterator[None]:
+    """The worker pool (libvips set up; worker processes started)."""
+    pool = app[POOL]
+    await pool.start()
+    try:
+        yield
+    finally:
+        pool.shutdown()
+
+
+async def _sources(app: web.Application) -> AsyncIterator[None]:
+    """The sources' clients: one HTTP session, one S3 client."""
+    async with app[SOURCES]:
+        yield
+
+
+async def _watermark(app: web.Application) -> AsyncIterator[None]:
+    """The watermark image, read (and for ``_URL`` fetched) once; bad: start-up fails."""
+    sources, settings = app[SOURCES], app[SETTINGS]
+
+    async def fetch(url: str) -> bytes:
+        fetched = await sources.fetch(sources.check(url), settings.max_src_file_size)
+        return fetched.data
+
+    await app[WATERMARK].load(fetch, watermark.check)
+    yield
+
+
+async def _trimmer(app: web.Application) -> AsyncIterator[None]:
+    """Freed memory back to the OS while no image is in work."""
+    pool, admission = app[POOL], app[ADMISSION]
+    interval = app[SETTINGS].free_memory_interval
+    async with memory.trimmer(interval, lambda: pool.idle and not admission.admitted):
+        yield
+
+
+async def _publishing(app: web.Application, interval: float = 1.0) -> AsyncIterator[None]:
+    """With several processes, each publishes its live gauges every ``interval``
+    seconds, so a scrape answered by another process sees them (a scrape also
+    publishes the answering process's own, fresh)."""
+    metrics = app[METRICS]
+    if not metrics.multiprocess:
+        yield
+        return
+
+    async def publish() -> None:
+        while True:
+            metrics.publish()
+            await asyncio.sleep(interval)
+
+    async with running(publish(), "publish-gauges"):
+        yield
+
+
+__all__ = ["ORIGINALS", "POOL", "RESULTS", "SETTINGS", "SOURCES", "create_app"]

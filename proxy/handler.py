@@ -1,0 +1,155 @@
+"""The image route: one request, top to bottom.
+
+    verify -> resolve -> negotiate -> cache -> admit -> fetch -> process -> respond
+
+Each stage is a module named for it (``verify``, ``resolve``, ``negotiate``,
+``cache``/``results``, ``admission``, ``fetch``, ``workers``/``processing``,
+``respond``); this module only calls them in order. A miss is computed once per
+result key by a shared job (coalesced); every waiter records the job's timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+
+from aiohttp import web
+
+from .admission import Admission
+from .assets import Asset
+from .cache import ByteLRU, Outcome
+from .config import Settings
+from .errors import RequestTimeout
+from .fetch import Fetcher
+from .http_cache import is_conditional, make_etag
+from .metrics import TRACE, JobReport, RequestTrace
+from .negotiate import FormatPolicy, negotiate
+from .processing.pipeline import process, raw
+from .resolve import Resolved, Resolver
+from .respond import HeaderMemo, Responder
+from .results import CachedResult, ResultKey, result_key
+from .sources import Fetched
+from .tracing import Tracer
+from .verify import Verifier
+from .workers import WorkerPool
+
+
+class UrlMemo:
+    """What a hit on one URL and format class reuses: its result key and headers."""
+
+    __slots__ = ("headers", "key")
+
+    def __init__(self, key: ResultKey) -> None:
+        self.key = key
+        self.headers = HeaderMemo()
+
+
+class ImageHandler:
+    def __init__(self, settings: Settings, verifier: Verifier, resolver: Resolver,
+                 results: ByteLRU[CachedResult], fetcher: Fetcher, admission: Admission,
+                 pool: WorkerPool, responder: Responder, tracer: Tracer,
+                 watermark: Asset) -> None:
+        s = self.settings = settings
+        self.verifier, self.resolver, self.results = verifier, resolver, results
+        self.fetcher, self.admission, self.pool = fetcher, admission, pool
+        self.responder, self.tracer, self.watermark = responder, tracer, watermark
+        self.timeout = s.timeout
+        # browsers send a handful of Accept values: parse each once
+        self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
+            negotiate, auto_webp=s.auto_webp, auto_avif=s.auto_avif,
+            enforce_webp=s.enforce_webp, enforce_avif=s.enforce_avif))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        trace = request[TRACE]
+        self.verifier.check_client(request.headers, request.remote)
+        url = self.resolver(self.verifier.verify(request.raw_path))
+        policy = self.negotiate(url.format, request.headers.get("Accept", ""))
+        memo = self.memo(url, policy)
+        trace.source_scheme = url.source.scheme
+        entry, outcome = self.results.get(memo.key), Outcome.HIT
+        if entry is None:
+            entry, outcome = await self.compute(request, url, policy, memo.key, trace)
+            trace.add(entry.report)
+        trace.cache, trace.format = outcome.value, entry.result.format
+        self.responder.check_not_modified(request.headers, entry.etag, entry.meta,
+                                          url.effective, policy.vary)
+        return self.responder.respond(entry, memo.headers, url.effective, url.source.url,
+                                      policy.vary, outcome)
+
+    def memo(self, url: Resolved, policy: FormatPolicy) -> UrlMemo:
+        memo = url.memos.get(policy.key)
+        if memo is None:
+            key = result_key(url.effective, url.source.url, policy.key)
+            memo = url.memos[policy.key] = UrlMemo(key)
+        return memo
+
+    async def compute(self, request: web.Request, url: Resolved, policy: FormatPolicy,
+                      key: ResultKey, trace: RequestTrace) -> tuple[CachedResult, Outcome]:
+        """A result that is not cached: revalidate, then produce it (coalesced), in time."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                fetched = await self.revalidate(request, url, policy, key, trace)
+                return await self.results.get_or_compute(
+                    key, lambda: self.produce(url, policy, key, fetched))
+        except TimeoutError:
+            raise RequestTimeout(f"Request took longer than {self.timeout}s") from None
+
+    async def revalidate(self, request: web.Request, url: Resolved, policy: FormatPolicy,
+                         key: ResultKey, trace: RequestTrace) -> Fetched | None:
+        """A conditional request: 304 from the source's validators before any
+        processing. Returns the source when it had to be fetched (the job reuses it)."""
+        if not is_conditional(request.headers, self.settings):
+            return None
+        report = JobReport()
+        fetched = self.fetcher.cached(url.source)
+        if fetched is not None:
+            report.source_cache = Outcome.HIT.value
+        else:
+            async with self.admission.admit():
+                fetched = await self.fetcher.fetch(url.source, url.effective.max_src_file_size,
+                                                   report)
+        trace.add(report)
+        etag = make_etag(key, fetched, self.watermark.fingerprint)
+        self.responder.check_not_modified(request.headers, etag, fetched.meta, url.effective,
+                                          policy.vary)
+        return fetched
+
+    async def produce(self, url: Resolved, policy: FormatPolicy, key: ResultKey,
+                      fetched: Fetched | None) -> CachedResult:
+        """The shared job behind one result key: fetch (unless given) and process. It
+        depends on no one client's request: its waiters share the outcome."""
+        e, report = url.effective, JobReport()
+        deadline = time.monotonic() + self.timeout
+        async with self.admission.admit():
+            if fetched is None:
+                fetched = await self.fetcher.fetch(url.source, e.max_src_file_size, report)
+            etag = make_etag(key, fetched, self.watermark.fingerprint)
+            if e.raw:  # the source as it is: a queue place (it is buffered), no worker
+                return CachedResult(raw(fetched.data, e.max_svg_check_bytes), fetched.meta,
+                                    etag, report)
+            started = time.perf_counter()
+            with self.tracer.span("vipsgate.process",
+                                  **{"vipsgate.source.bytes": len(fetched.data)}):
+                result, waited = await self.pool.run(process, fetched.data, e, policy,
+                                                     self.watermark.data, deadline)
+            report.stages["queue"] = waited
+            report.stages["process"] = time.perf_counter() - started - waited
+        return CachedResult(result, fetched.meta, etag, report)
+
+
+class TracedHandler:
+    """The image route inside a ``vipsgate.request`` span (``VIPSGATE_OTEL``)."""
+
+    def __init__(self, handler: ImageHandler) -> None:
+        self.handler = handler
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        tracer = self.handler.tracer
+        with tracer.span("vipsgate.request", **{"http.method": request.method}) as span:
+            response = await self.handler.handle(request)
+            trace = request[TRACE]
+            span.set_attributes({"vipsgate.cache": trace.cache,
+                                 "vipsgate.format": trace.format,
+                                 "vipsgate.source.scheme": trace.source_scheme})
+            return response

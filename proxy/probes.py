@@ -1,0 +1,62 @@
+"""Routes beside the image route: /health, /ready, /metrics, the landing page, CORS
+preflight. Each reads only the objects it needs, through its own app key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pyvips
+from aiohttp import web
+
+from .admission import Admission
+from .metrics import CONTENT_TYPE
+from .middleware import LIFECYCLE, METRICS
+
+log = logging.getLogger("vipsgate")
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission", Admission)
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the event loop answers and libvips can make a tiny image."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(5):
+            await loop.run_in_executor(None, _tiny_vips_op)
+    except Exception:
+        log.exception("health check failed")
+        return web.Response(status=500, text="Error\n", headers=NO_CACHE)
+    return web.Response(text="vipsgate is running\n", headers=NO_CACHE)
+
+
+def _tiny_vips_op() -> None:
+    pyvips.Image.black(4, 4).write_to_memory()
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: false while draining or while the request queue is full."""
+    draining = request.app[LIFECYCLE].draining
+    if draining or request.app[ADMISSION].full:
+        reason = "draining" if draining else "busy"
+        return web.Response(status=503, text=f"not ready: {reason}\n", headers=NO_CACHE)
+    return web.Response(text="ready\n", headers=NO_CACHE)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
+async def landing(request: web.Request) -> web.Response:
+    return web.Response(text="vipsgate: an imgproxy-compatible image proxy. "
+                             "See https://github.com/vipsgate/vipsgate\n")
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: 200 (the middleware adds the Access-Control-* headers)."""
+    return web.Response(status=200, headers={"Allow": "GET, HEAD, OPTIONS"})
+
+
+async def not_found(request: web.Request) -> web.Response:
+    return web.Response(status=404, text=" ")

@@ -1,0 +1,105 @@
+"""libvips loaders and savers, one per format of the registry (``formats.py``).
+
+Every format the registry marks ``load`` has a loader here and every ``save``
+format a saver (a test checks both ways). A source is always opened with the
+loader of its sniffed format, never with a guessing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyvips
+
+from .. import formats
+from ..errors import UnsupportedFormat
+
+LOADERS: dict[str, Callable[..., pyvips.Image]] = {
+    "jpeg": pyvips.Image.jpegload_buffer, "png": pyvips.Image.pngload_buffer,
+    "webp": pyvips.Image.webpload_buffer, "gif": pyvips.Image.gifload_buffer,
+    "avif": pyvips.Image.heifload_buffer, "tiff": pyvips.Image.tiffload_buffer,
+    "svg": pyvips.Image.svgload_buffer,
+}
+
+
+def load(data: bytes, fmt: str, shrink: float = 1.0, frames: int = 1,
+         thumbnail: bool = False, fail_on: str = "error") -> pyvips.Image:
+    """Open ``data`` with the loader for its sniffed format.
+
+    ``fail_on="error"`` turns truncated and corrupt files into errors (422)
+    instead of libvips' default grey fill.
+    """
+    kwargs: dict[str, Any] = {"access": "sequential", "fail_on": fail_on}
+    if fmt == "jpeg" and shrink >= 2:
+        kwargs["shrink"] = 8 if shrink >= 8 else 4 if shrink >= 4 else 2
+    elif fmt == "webp" and shrink > 1:
+        kwargs["scale"] = 1 / shrink
+    elif fmt == "svg":
+        kwargs["scale"] = 1 / shrink
+        kwargs["unlimited"] = False  # keep librsvg's limits (XML size, nesting)
+        del kwargs["access"]
+    elif fmt == "avif" and thumbnail:
+        kwargs["thumbnail"] = True
+    if fmt in formats.ANIMATED and frames > 1:
+        kwargs["n"] = frames
+    return LOADERS[fmt](data, **kwargs)
+
+
+def shrinks_on_load(fmt: str, animated: bool) -> bool:
+    """Whether the loader of ``fmt`` can decode at a reduced size (JPEG, WebP, SVG)."""
+    return fmt in ("jpeg", "webp", "svg") and not (animated and fmt == "jpeg")
+
+
+def jpeg_suspicious(size: int, width: int, height: int) -> bool:
+    """True when a JPEG has less than one bit per 8x8 block of its declared size.
+
+    Real JPEGs never get that small; a forged header over a few bytes of data
+    does, and libjpeg only warns ("premature end of data segment") while it
+    fills the declared area with grey. Such files are decoded with
+    ``fail_on="warning"`` so they are refused instead.
+    """
+    return size * 8 * 64 < width * height
+
+
+Saver = Callable[[pyvips.Image, int, str, Any], bytes]
+
+
+def _jpeg(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    return image.jpegsave_buffer(Q=quality, interlace=e.jpeg_progressive, keep=keep,
+                                 optimize_coding=True)
+
+
+def _png(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    return image.pngsave_buffer(interlace=e.png_interlaced, keep=keep, compression=6,
+                                filter="none" if image.width * image.height > 1 else "all")
+
+
+def _webp(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    return image.webpsave_buffer(Q=quality, effort=e.webp_effort, keep=keep)
+
+
+def _avif(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    return image.heifsave_buffer(Q=quality, compression="av1", bitdepth=8,
+                                 effort=9 - e.avif_speed, keep=keep)
+
+
+def _gif(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    return image.gifsave_buffer(keep=keep)
+
+
+def _tiff(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    return image.tiffsave_buffer(Q=quality, keep=keep,
+                                 compression="deflate" if image.hasalpha() else "jpeg")
+
+
+SAVERS: dict[str, Saver] = {"jpeg": _jpeg, "png": _png, "webp": _webp, "avif": _avif,
+                            "gif": _gif, "tiff": _tiff}
+
+
+def save(image: pyvips.Image, fmt: str, quality: int, keep: str, e: Any) -> bytes:
+    """Encode ``image`` as ``fmt`` with the encoder settings of ``e`` (``Effective``)."""
+    saver = SAVERS.get(fmt)
+    if saver is None:
+        raise UnsupportedFormat(f"Resulting image format {fmt} is not supported")
+    return saver(image, quality, keep, e)
