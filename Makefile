@@ -43,12 +43,12 @@ browser:
 	    echo "Chromium not available: install Debian's chromium package (browser tests skip)"; \
 	  fi; }
 
-test: $(STAMP) browser
-	$(BIN)/ruff check proxy tests loadtest
+test: lint browser
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check proxy tests loadtest
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py $(ARGS)

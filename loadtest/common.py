@@ -159,7 +159,7 @@ def vipsgate_server(root: Path, log_path: Path, workers: int, processes: int = 1
            "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(root), "IMGPROXY_REQUESTS_QUEUE_SIZE": "256",
            "VIPSGATE_PROCESSES": str(processes), **(extra_env or {})}
     if python_prelude:  # an experiment: code run before the CLI (see bench --prelude)
-        code = f"{python_prelude}\nimport sys\nfrom proxy.cli import main\nsys.exit(main())"
+        code = f"{python_prelude}\nimport sys\nfrom vipsgate.cli import main\nsys.exit(main())"
         argv = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1"]
     else:
         argv = [sys.executable, "-m", "vipsgate", "serve", "--host", "127.0.0.1"]

@@ -58,11 +58,10 @@ def create_app(settings: Settings) -> web.Application:
     verifier, tracer = Verifier(s), Tracer(s.otel)
     metrics.watch(LiveState({"result": results, "source": originals}, admission, pool,
                             lifecycle))
-    for key, value in ((SETTINGS, s), (METRICS, metrics), (LIFECYCLE, lifecycle),
-                       (ADMISSION, admission), (POOL, pool), (SOURCES, sources),
-                       (RESULTS, results), (ORIGINALS, originals), (VERIFIER, verifier),
-                       (WATERMARK, mark)):
-        app[key] = value  # type: ignore[index]
+    app[SETTINGS], app[METRICS], app[LIFECYCLE] = s, metrics, lifecycle
+    app[ADMISSION], app[POOL], app[SOURCES] = admission, pool, sources
+    app[RESULTS], app[ORIGINALS] = results, originals
+    app[VERIFIER], app[WATERMARK] = verifier, mark
     app.cleanup_ctx.extend([_pool, _sources, _watermark, _trimmer, _publishing])
     handler = ImageHandler(s, verifier, Resolver(s, sources.check), results,
                            Fetcher(sources, originals, tracer), admission, pool,

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import ConfigError
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _add_warm_parser(sub) -> None:  # type: ignore[no-untyped-def]
+def _add_warm_parser(sub: Any) -> None:
     warm = sub.add_parser("warm", help="request URLs ahead of traffic to fill caches")
     warm.add_argument("urls", nargs="?", default="-",
                       help="file of signed URLs or paths, one per line (default: stdin)")
@@ -79,7 +80,7 @@ def _add_warm_parser(sub) -> None:  # type: ignore[no-untyped-def]
                       help="where to write URLs that finally failed")
 
 
-def warm_command(args) -> int:  # type: ignore[no-untyped-def]
+def warm_command(args: argparse.Namespace) -> int:
     from . import warm
 
     if args.sources:
@@ -106,7 +107,7 @@ def warm_command(args) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _built_urls(args) -> list[str] | None:  # type: ignore[no-untyped-def]
+def _built_urls(args: argparse.Namespace) -> list[str] | None:
     """Signed URLs for every source x option set, with the configured key."""
     from . import config
     from .paths import encode_source

@@ -204,9 +204,9 @@ def gravity_offset(g: Gravity, outer: tuple[int, int], inner: tuple[int, int],
         cx = (ow - iw) / 2
         cy = (oh - ih) / 2
         t = g.type
-        left = ox if "we" in t else (ow - iw - ox) if "ea" in t else cx + ox
-        top = oy if t.startswith("no") else (oh - ih - oy) if t.startswith("so") else cy + oy
-        left, top = round(left), round(top)
+        x = ox if "we" in t else (ow - iw - ox) if "ea" in t else cx + ox
+        y = oy if t.startswith("no") else (oh - ih - oy) if t.startswith("so") else cy + oy
+        left, top = round(x), round(y)
     return max(0, min(left, ow - iw)), max(0, min(top, oh - ih))
 
 

@@ -12,27 +12,37 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from . import formats
+from .arguments import (
+    SEP,
+    flag,
+    format_name,
+    gravity_args,
+    max_args,
+    num,
+    parse_bool,
+    parse_color,
+    parse_extend,
+    parse_float,
+    parse_gravity,
+    parse_int,
+    parse_positive,
+    rgb_hex,
+)
 from .errors import InvalidURL
 from .options import (
-    GRAVITY_TYPES,
     RESIZING_TYPES,
     WATERMARK_POSITIONS,
     Crop,
     Extend,
-    Gravity,
     ProcessingOptions,
     Trim,
     Watermark,
 )
 
-SEP = ":"
-_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 Fields = dict[str, Any]
 Apply = Callable[[Fields, list[str]], None]
 Write = Callable[[ProcessingOptions], "list[str] | None"]
@@ -47,115 +57,6 @@ class Option:
     write: Write | None = None  # None: a parse-only spelling of fields another row writes
     owns: tuple[str, ...] = ()  # the fields ``write`` writes
     short: str = ""
-
-
-# --- argument parsers ----------------------------------------------------------------
-
-def parse_bool(value: str) -> bool:
-    """Go's ``strconv.ParseBool`` truth set; anything else is false (not an error)."""
-    return value in _TRUE
-
-
-def parse_int(name: str, value: str, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidURL(f"Invalid {name}: {value}") from None
-    if number < minimum:
-        raise InvalidURL(f"Invalid {name}: {value} (expected >= {minimum})")
-    return number
-
-
-def parse_float(name: str, value: str, minimum: float = 0.0, strict: bool = False) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise InvalidURL(f"Invalid {name}: {value}") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise InvalidURL(f"Invalid {name}: {value}")
-    if number < minimum or (strict and number <= minimum):
-        raise InvalidURL(f"Invalid {name}: {value}")
-    return number
-
-
-def _positive(name: str, value: str) -> float:
-    return parse_float(name, value, strict=True)
-
-
-def parse_color(name: str, args: list[str]) -> tuple[int, int, int]:
-    if len(args) == 1:
-        text = args[0]
-        if re.fullmatch(r"[0-9A-Fa-f]{6}", text):
-            return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
-        if re.fullmatch(r"[0-9A-Fa-f]{3}", text):
-            r, g, b = (int(c, 16) * 17 for c in text)
-            return (r, g, b)
-    elif len(args) == 3:
-        r, g, b = (parse_int(name, a) for a in args)
-        if all(0 <= c <= 255 for c in (r, g, b)):
-            return (r, g, b)
-    raise InvalidURL(f"Invalid {name}: {SEP.join(args)}")
-
-
-def max_args(name: str, args: list[str], count: int) -> None:
-    if len(args) > count:
-        raise InvalidURL(f"Invalid {name} arguments: {SEP.join(args)}")
-
-
-def parse_gravity(name: str, args: list[str], allow_sm: bool = True) -> Gravity:
-    kind = args[0]
-    if kind not in GRAVITY_TYPES or (kind == "sm" and not allow_sm):
-        raise InvalidURL(f"Invalid {name}: {kind}")
-    if kind == "sm":
-        max_args(name, args, 1)
-        return Gravity("sm")
-    if kind == "fp":
-        if len(args) != 3:
-            raise InvalidURL(f"Invalid {name} arguments: {SEP.join(args)}")
-        x, y = (parse_float(name, a) for a in args[1:])
-        if not (0 <= x <= 1 and 0 <= y <= 1):
-            raise InvalidURL(f"Invalid {name}: focus point must be within 0..1")
-        return Gravity("fp", x, y)
-    max_args(name, args, 3)
-    x = parse_float(name, args[1], float("-inf")) if len(args) > 1 and args[1] else 0.0
-    y = parse_float(name, args[2], float("-inf")) if len(args) > 2 and args[2] else 0.0
-    return Gravity(kind, x, y)
-
-
-def parse_extend(name: str, args: list[str]) -> Extend:
-    max_args(name, args, 4)
-    enabled = parse_bool(args[0])
-    gravity = parse_gravity(name, args[1:], allow_sm=False) if len(args) > 1 and args[1] \
-        else Gravity()
-    return Extend(enabled, gravity)
-
-
-def format_name(name: str, value: str) -> str:
-    canonical = formats.canonical(value)
-    if canonical is None:
-        raise InvalidURL(f"Invalid image format in {name}: {value}")
-    return canonical
-
-
-# --- writers ---------------------------------------------------------------------------
-
-def num(value: float) -> str:
-    """A number as written in URLs: integers without a fraction, floats exactly (repr)."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def flag(value: bool) -> str:
-    return "1" if value else "0"
-
-
-def gravity_args(g: Gravity) -> list[str]:
-    if g.type == "sm" or (g.type != "fp" and g.x == 0 and g.y == 0):
-        return [g.type]
-    return [g.type, num(g.x), num(g.y)]
-
-
-def rgb_hex(c: tuple[int, int, int]) -> str:
-    return "".join(f"{v:02x}" for v in c)
 
 
 # --- rows --------------------------------------------------------------------------------
@@ -399,7 +300,7 @@ OPTIONS: tuple[Option, ...] = (
     scalar(("min-width", "min_width", "mw"), "min_width", parse_int),
     scalar(("min-height", "min_height", "mh"), "min_height", parse_int),
     _row(("zoom", "z"), _apply_zoom, ("zoom",), _when("zoom", lambda z: [num(v) for v in z])),
-    scalar(("dpr",), "dpr", _positive, num),
+    scalar(("dpr",), "dpr", parse_positive, num),
     boolean(("enlarge", "el"), "enlarge"),
     _extend_row(("extend", "ex"), "extend", "extend"),
     _extend_row(("extend_aspect_ratio", "extend_ar", "exar"), "extend_ar",
@@ -431,7 +332,7 @@ OPTIONS: tuple[Option, ...] = (
          _when("skip_processing", list)),
     boolean(("raw",), "raw"),
     scalar(("cachebuster", "cb"), "cachebuster", lambda _n, v: v),
-    scalar(("max_src_resolution", "msr"), "max_src_resolution", _positive, num),
+    scalar(("max_src_resolution", "msr"), "max_src_resolution", parse_positive, num),
     scalar(("max_src_file_size", "msfs"), "max_src_file_size", parse_int),
     scalar(("max_animation_frames", "maf"), "max_animation_frames",
            lambda n, v: parse_int(n, v, minimum=1)),

@@ -165,7 +165,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
-class _OrderedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _OrderedHandler(logging.StreamHandler):
     """Writes buffered access lines first, so the log keeps the order of events."""
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -173,7 +173,7 @@ class LiveGauges:
 
     def __init__(self, namespace: str, registry: CollectorRegistry) -> None:
         def gauge(name: str, doc: str, labels: tuple[str, ...] = (),
-                  mode: str = "livesum") -> Gauge:
+                  mode: Literal["livesum", "livemax"] = "livesum") -> Gauge:
             return Gauge(name, doc, labels, namespace=namespace, registry=registry,
                          multiprocess_mode=mode)
 
@@ -365,7 +365,7 @@ class Metrics:
     def render(self) -> bytes:
         self.publish()
         families = _with_utilization(list(self.source.collect()), self.namespace)
-        return generate_latest(_Families(families))  # type: ignore[arg-type]
+        return generate_latest(_Families(families))
 
 
 async def _metrics_handler(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import __version__
 from .config import Settings
@@ -38,10 +39,11 @@ class Lifecycle:
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("lifecycle", Lifecycle)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
-def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> Middleware:
+
+def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle
+                     ) -> Middleware:
     """The middleware, bound to the objects it reads (no app lookups per request)."""
 
     @web.middleware

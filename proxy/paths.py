@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote
 
+from .arguments import SEP, format_name
 from .errors import Forbidden, InvalidURL
-from .grammar import BY_NAME, DEFAULT_FIELDS, SECURITY_OPTIONS, SEP, Fields, format_name
-from .grammar import option_segments as option_segments
+from .grammar import BY_NAME, DEFAULT_FIELDS, SECURITY_OPTIONS, Fields, option_segments
 from .options import RESIZING_TYPES, ProcessingOptions
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")

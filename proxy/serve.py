@@ -45,14 +45,14 @@ def serve(settings: Settings, host: str, port: int) -> int:
     from .app import POOL, create_app
     from .logs import configure_logging, flush_access_log
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop missing on this platform
-        runner = asyncio.run
     sys.setswitchinterval(0.001)  # hand the GIL to finished libvips threads sooner
     app = create_app(settings)
-    runner(_serve(app, settings, host, port, full_banner=index == 0))
+    main = _serve(app, settings, host, port, full_banner=index == 0)
+    try:
+        import uvloop
+        uvloop.run(main)
+    except ImportError:  # pragma: no cover - uvloop missing on this platform
+        asyncio.run(main)
     pool = app[POOL]
     if pool.busy:
         # a libvips call cannot be interrupted, and Python would wait for its thread at
@@ -198,7 +198,8 @@ def _die_with_parent() -> None:
 
 def _bound_port(site: web.TCPSite, default: int) -> int:
     server = site._server  # aiohttp keeps the asyncio server here
-    return server.sockets[0].getsockname()[1] if server and server.sockets else default
+    sockets = getattr(server, "sockets", None)
+    return sockets[0].getsockname()[1] if sockets else default
 
 
 def _banner(settings: Settings, host: str, port: int, full: bool = True) -> None:

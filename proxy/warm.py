@@ -75,7 +75,7 @@ class RateLimiter:
 def retry_delay(response_headers: dict[str, str] | aiohttp.typedefs.LooseHeaders,
                 attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     """Seconds to wait: the server's ``Retry-After`` (seconds) or exponential backoff."""
-    value = dict(response_headers).get("Retry-After", "")  # type: ignore[arg-type]
+    value = str(dict(response_headers).get("Retry-After", ""))  # type: ignore[call-overload]
     if value.strip().isdigit():
         return min(cap, float(value))
     return min(cap, base * 2 ** attempt)

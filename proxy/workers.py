@@ -26,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,7 +92,7 @@ class WorkerPool:
         self.busy -= 1
         self._slots.release()
 
-    def _release_after_cancel(self, future: asyncio.Future[object]) -> None:
+    def _release_after_cancel(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled():
             future.exception()  # retrieved: nobody waits for this result any more
         self._release()

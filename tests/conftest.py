@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,12 +18,13 @@ from aiohttp.test_utils import TestClient
 from vipsgate.app import SETTINGS, VERIFIER, create_app
 from vipsgate.config import Settings, from_env
 from vipsgate.negotiate import FormatPolicy, negotiate
-from vipsgate.paths import ParserConfig, parse_path
+from vipsgate.paths import parse_path
 from vipsgate.processing import Result, process
 from vipsgate.processing.vips import init as init_libvips
 from vipsgate.resolve import Effective, resolve
 from vipsgate.results import ResultKey, result_key
 from vipsgate.signing import Signer
+from vipsgate.verify import parser_config
 
 init_libvips()  # as the worker pool does
 
@@ -42,7 +44,6 @@ def make_settings(images: Path | None = None, **env: str) -> Settings:
 
 
 SIGNER = Signer.from_hex([TEST_KEY], [TEST_SALT])
-ALL_OPTIONS = ParserConfig(allow_security_options=True)
 
 
 def key_for(app: web.Application, path: str, accept: str = "") -> ResultKey:
@@ -68,7 +69,8 @@ def effective(options: str = "", fmt: str | None = None, **env: str) -> Effectiv
     the settings ``env`` would give: the production path, settings table included."""
     path = (f"/{options}" if options else "") + "/plain/local:///x" + (f"@{fmt}" if fmt else "")
     settings = make_settings(**env)
-    return resolve(parse_path(path, ALL_OPTIONS).options, settings)
+    parser = dataclasses.replace(parser_config(settings), allow_security_options=True)
+    return resolve(parse_path(path, parser).options, settings)
 
 
 def process_url(data: bytes, options: str = "", fmt: str | None = None,

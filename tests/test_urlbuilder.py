@@ -292,9 +292,10 @@ def test_urlbuilder_imports_no_server_dependencies():
             "'django', 'jinja2') or m.startswith('vipsgate.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    assert eval(out) == ["vipsgate.contrib", "vipsgate.errors", "vipsgate.formats",
-                         "vipsgate.geometry", "vipsgate.grammar", "vipsgate.options",
-                         "vipsgate.paths", "vipsgate.signing", "vipsgate.urlbuilder"]
+    assert eval(out) == ["vipsgate.arguments", "vipsgate.contrib", "vipsgate.errors",
+                         "vipsgate.formats", "vipsgate.geometry", "vipsgate.grammar",
+                         "vipsgate.options", "vipsgate.paths", "vipsgate.signing",
+                         "vipsgate.urlbuilder"]
 
 
 CASES = [  # (kwargs for UrlBuilder.url, source w x h)

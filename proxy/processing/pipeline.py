@@ -41,7 +41,8 @@ STEPS: tuple[Step, ...] = (
 class FormatChooser(Protocol):
     """Decides the output format once the image's facts are known (see negotiate.py)."""
 
-    explicit: str | None
+    @property
+    def explicit(self) -> str | None: ...
 
     def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str: ...
 

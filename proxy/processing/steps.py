@@ -202,8 +202,8 @@ def _canvas(image: pyvips.Image, ctx: Context) -> tuple[pyvips.Image, list[float
     """An image ready to embed on a transparent (no ``bg``) or coloured background."""
     background = ctx.options.background
     if background is not None:
-        color = list(background)
-        return image, [*color, 255] if image.hasalpha() else color
+        color = [float(c) for c in background]
+        return image, [*color, 255.0] if image.hasalpha() else color
     if not image.hasalpha():
         image = image.bandjoin(255)
     return image, [0, 0, 0, 0]

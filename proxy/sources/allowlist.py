@@ -67,7 +67,7 @@ def canonical(url: str | URL) -> str:
     if scheme == "local":
         path = posixpath.normpath("/" + unquote(parts.path)).lstrip("/")
         return "local:///" + ("" if path == "." else path)
-    return url
+    return str(url)
 
 
 class AllowList:

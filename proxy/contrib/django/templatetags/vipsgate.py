@@ -21,10 +21,10 @@ from django.template.base import FilterExpression, Parser, Token, kwarg_re
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from vipsgate.contrib import image_url as _image_url
-from vipsgate.contrib import parse_size, resolve_source
-from vipsgate.contrib.django.conf import get_builder
-from vipsgate.urlbuilder import ImageURL
+from ....urlbuilder import ImageURL
+from ... import image_url as _image_url
+from ... import parse_size, resolve_source
+from ..conf import get_builder
 
 register = template.Library()
 
