@@ -40,6 +40,7 @@ RESULTS: web.AppKey[ByteLRU[CachedResult]] = web.AppKey("results")
 ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
 WATERMARK: web.AppKey[Asset] = web.AppKey("watermark", Asset)
+FETCHER: web.AppKey[Fetcher] = web.AppKey("fetcher", Fetcher)
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -52,7 +53,9 @@ def create_app(settings: Settings) -> web.Application:
     results: ByteLRU[CachedResult] = ByteLRU(s.result_cache_bytes, lambda r: r.size, ratio)
     originals: ByteLRU[Fetched] = ByteLRU(s.source_cache_bytes, lambda f: len(f.data) + 256,
                                           ratio)
-    sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor)
+    # spare threads: jobs that lend their slot while their source arrives (streaming)
+    spare = min(s.requests_queue_size or 256, 256)
+    sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor, spare)
     admission = Admission(s.worker_count, s.requests_queue_size)
     mark = Asset("IMGPROXY_WATERMARK", s.watermark_data, s.watermark_path, s.watermark_url)
     verifier, tracer = Verifier(s), Tracer(s.otel)
@@ -63,9 +66,9 @@ def create_app(settings: Settings) -> web.Application:
     app[RESULTS], app[ORIGINALS] = results, originals
     app[VERIFIER], app[WATERMARK] = verifier, mark
     app.cleanup_ctx.extend([_pool, _sources, _watermark, _trimmer, _publishing])
-    handler = ImageHandler(s, verifier, Resolver(s, sources.check), results,
-                           Fetcher(sources, originals, tracer), admission, pool,
-                           Responder(s), tracer, mark)
+    fetcher = app[FETCHER] = Fetcher(sources, originals, tracer)
+    handler = ImageHandler(s, verifier, Resolver(s, sources.check), results, fetcher,
+                           admission, pool, Responder(s), tracer, mark)
     _routes(app, s, handler)
     return app
 

@@ -25,11 +25,12 @@ class Format:
     alpha: bool = False  # results keep transparency
     animation: bool = False  # frames are read and written
     quality: bool = False  # the saver takes a quality (``q``, ``fq``, ``mb``)
+    stream: bool = False  # decoded while the source arrives (the loader reads sequentially)
 
 
 REGISTRY: dict[str, Format] = {f.name: f for f in (
-    Format("jpeg", "image/jpeg", "jpg", load=True, save=True, quality=True),
-    Format("png", "image/png", "png", load=True, save=True, alpha=True),
+    Format("jpeg", "image/jpeg", "jpg", load=True, save=True, quality=True, stream=True),
+    Format("png", "image/png", "png", load=True, save=True, alpha=True, stream=True),
     Format("webp", "image/webp", "webp", load=True, save=True, alpha=True, animation=True,
            quality=True),
     Format("avif", "image/avif", "avif", load=True, save=True, alpha=True, quality=True),
@@ -49,6 +50,7 @@ SAVEABLE = frozenset(f.name for f in REGISTRY.values() if f.save)
 ALPHA = frozenset(f.name for f in REGISTRY.values() if f.alpha)
 ANIMATED = frozenset(f.name for f in REGISTRY.values() if f.animation)
 QUALITY = frozenset(f.name for f in REGISTRY.values() if f.quality)
+STREAMED = frozenset(f.name for f in REGISTRY.values() if f.stream)
 
 
 def canonical(name: str) -> str | None:

@@ -16,6 +16,7 @@ import time
 
 from aiohttp import web
 
+from . import formats
 from .admission import Admission
 from .assets import Asset
 from .cache import ByteLRU, Outcome
@@ -101,41 +102,47 @@ class ImageHandler:
         processing. Returns the source when it had to be fetched (the job reuses it)."""
         if not is_conditional(request.headers, self.settings):
             return None
-        report = JobReport()
-        fetched = self.fetcher.cached(url.source)
-        if fetched is not None:
-            report.source_cache = Outcome.HIT.value
-        else:
-            async with self.admission.admit():
-                fetched = await self.fetcher.fetch(url.source, url.effective.max_src_file_size,
-                                                   report)
+        report, e = JobReport(), url.effective
+        async with self.admission.admit(), \
+                self.fetcher.incoming(url.source, e.max_src_file_size, report) as source:
+            fetched = await source.complete()
         trace.add(report)
-        etag = make_etag(key, fetched, self.watermark.fingerprint)
-        self.responder.check_not_modified(request.headers, etag, fetched.meta, url.effective,
-                                          policy.vary)
+        etag = make_etag(key, fetched.meta, self.watermark.fingerprint)
+        self.responder.check_not_modified(request.headers, etag, fetched.meta, e, policy.vary)
         return fetched
 
     async def produce(self, url: Resolved, policy: FormatPolicy, key: ResultKey,
                       fetched: Fetched | None) -> CachedResult:
         """The shared job behind one result key: fetch (unless given) and process. It
-        depends on no one client's request: its waiters share the outcome."""
+        depends on no one client's request: its waiters share the outcome. A source
+        whose format decodes sequentially is decoded while it arrives."""
         e, report = url.effective, JobReport()
         deadline = time.monotonic() + self.timeout
-        async with self.admission.admit():
-            if fetched is None:
-                fetched = await self.fetcher.fetch(url.source, e.max_src_file_size, report)
-            etag = make_etag(key, fetched, self.watermark.fingerprint)
+        async with self.admission.admit(), \
+                self.fetcher.incoming(url.source, e.max_src_file_size, report, fetched) as source:
             if e.raw:  # the source as it is: a queue place (it is buffered), no worker
-                return CachedResult(raw(fetched.data, e.max_svg_check_bytes), fetched.meta,
-                                    etag, report)
+                whole = await source.complete()
+                return CachedResult(raw(whole.data, e.max_svg_check_bytes), whole.meta,
+                                    make_etag(key, whole.meta, self.watermark.fingerprint),
+                                    report)
+            fmt = formats.sniff(await source.head(), e.max_svg_check_bytes)
             started = time.perf_counter()
-            with self.tracer.span("vipsgate.process",
-                                  **{"vipsgate.source.bytes": len(fetched.data)}):
-                result, waited = await self.pool.run(process, fetched.data, e, policy,
-                                                     self.watermark.data, deadline)
-            report.stages["queue"] = waited
-            report.stages["process"] = time.perf_counter() - started - waited
-        return CachedResult(result, fetched.meta, etag, report)
+            with self.tracer.span("vipsgate.process", **{"vipsgate.source.format": fmt}) as span:
+                if self.pool.lends and source.can_stream(fmt) and fmt not in e.skip_processing:
+                    reader = source.reader()
+                    result, waited = await self.pool.run_lending(
+                        reader, process, reader, e, policy, self.watermark.data, deadline)
+                else:
+                    data = (await source.complete()).data
+                    result, waited = await self.pool.run(process, data, e, policy,
+                                                         self.watermark.data, deadline)
+                report.stages["queue"] = waited
+                report.stages["process"] = time.perf_counter() - started - waited
+                meta = await source.meta()
+                if span is not None:
+                    span.set_attribute("vipsgate.source.bytes", meta.size or 0)
+        return CachedResult(result, meta, make_etag(key, meta, self.watermark.fingerprint),
+                            report)
 
 
 class TracedHandler:

@@ -9,22 +9,17 @@ from collections.abc import Mapping, MutableMapping
 from email.utils import parsedate_to_datetime
 
 from .config import Settings
-from .sources import Fetched, SourceMeta
+from .sources import SourceMeta
 
 _ENTITY_TAG = re.compile(r'(?:W/)?("[^"]*")')
 
 
-def make_etag(key: tuple, fetched: Fetched, fingerprint: str = "") -> str:
+def make_etag(key: tuple[str, ...], meta: SourceMeta, fingerprint: str = "") -> str:
     """Strong ETag from the result key (format class included), the server fingerprint
-    and the source's validators. ``Sources.fetch`` always supplies one (a content hash,
-    computed off the event loop, when the origin sent none); hashing the bytes here is
-    only the fallback for a ``Fetched`` made some other way."""
-    meta = fetched.meta
-    if meta.etag or meta.last_modified:
-        validator = f"{meta.etag}|{meta.last_modified}"
-    else:
-        validator = hashlib.blake2b(fetched.data, digest_size=16).hexdigest()
-    text = repr((key, fingerprint, validator)).encode()
+    and the source's validators (every download has one: the origin's ETag or
+    Last-Modified, else a content hash made as the bytes arrived)."""
+    validator = f"{meta.etag}|{meta.last_modified}"
+    text = repr((tuple(key), fingerprint, validator)).encode()
     return f'"{hashlib.blake2b(text, digest_size=16).hexdigest()}"'
 
 

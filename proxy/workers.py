@@ -13,20 +13,24 @@ this process. Arguments and results must pickle.
 A request cancelled while it waits for a slot (deadline, client gone) never
 starts its work. One cancelled while its work runs cannot stop libvips, so its
 slot stays taken until the thread really finishes: ``busy`` never undercounts
-and no more than ``workers`` images are ever decoded at once.
+and no more than ``workers`` images are ever decoded at once. A job that waits for
+source bytes (a streamed source) lends its slot meanwhile (``Slot.lend``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,6 +47,12 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _after_cancel(slot: Slot, future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: nobody waits for this result any more
+    slot.give_back()
+
+
 def make_executor(kind: str, workers: int) -> Executor:
     if kind == "process":
         return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker_process,
@@ -50,12 +60,68 @@ def make_executor(kind: str, workers: int) -> Executor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vips")
 
 
-class WorkerPool:
-    """``workers`` slots over an executor; created idle, ``start``ed by the app."""
+class Borrower(Protocol):
+    """Work that may wait for input while it runs (a ``SourceStream`` reader): the pool
+    hands it ``lend`` to enter while waiting, and ``cancel`` when the job is given up."""
 
-    def __init__(self, workers: int, executor: str = "thread") -> None:
+    waiting: Callable[[], AbstractContextManager[None]]
+
+    def cancel(self) -> None: ...
+
+
+class Slot:
+    """One worker slot held by one job. A job waiting for source bytes lends it out
+    (``lend``, entered in the worker's thread) and takes one again when the bytes come,
+    so a slow origin never keeps a slot from work that has pixels to decode."""
+
+    def __init__(self, pool: WorkerPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool, self.loop = pool, loop
+        self.held = False
+        self.pending: concurrent.futures.Future[None] | None = None
+        self.given_up = False
+
+    async def take(self) -> None:
+        await self.pool._slots.acquire()
+        self.held = True
+        self.pool.busy += 1
+
+    def give_back(self) -> None:
+        """Release the slot if held (event loop thread)."""
+        if self.held:
+            self.held = False
+            self.pool.busy -= 1
+            self.pool._slots.release()
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[None]:
+        """In the worker's thread: the slot is free for others until the block ends."""
+        self.loop.call_soon_threadsafe(self.give_back)
+        try:
+            yield
+        finally:
+            if self.given_up:
+                raise concurrent.futures.CancelledError()
+            self.pending = asyncio.run_coroutine_threadsafe(self.take(), self.loop)
+            self.pending.result()  # CancelledError when the job is given up meanwhile
+            self.pending = None
+
+    def give_up(self) -> None:
+        """The job was cancelled (event loop thread): stop waiting for a slot."""
+        self.given_up = True
+        if self.pending is not None:
+            self.pending.cancel()
+
+
+class WorkerPool:
+    """``workers`` slots over an executor; created idle, ``start``ed by the app.
+
+    Threads: ``workers`` plus ``spare`` ones for jobs that lent their slot while they
+    wait for source bytes (so at most ``workers`` images are decoded at once)."""
+
+    def __init__(self, workers: int, executor: str = "thread", spare: int = 0) -> None:
         self.workers = workers
         self.kind = executor
+        self.spare = spare
         self.executor: Executor | None = None
         self._slots = asyncio.Semaphore(workers)
         self.busy = 0  # worker slots held by running work
@@ -65,37 +131,43 @@ class WorkerPool:
     def idle(self) -> bool:
         return self.busy == 0
 
+    @property
+    def lends(self) -> bool:
+        """Whether jobs can lend their slot (thread workers; processes get whole bytes)."""
+        return self.kind == "thread"
+
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
                   ) -> tuple[R, float]:
-        """Run ``fn`` in a worker thread; returns its result and the seconds queued."""
-        queued_at = time.perf_counter()
-        await self._slots.acquire()
-        waited = time.perf_counter() - queued_at
-        self.busy += 1
-        self.started += 1
+        """Run ``fn`` in a worker; returns its result and the seconds queued."""
+        return await self.run_lending(None, fn, *args, **kwargs)
+
+    async def run_lending(self, borrower: Borrower | None, fn: Callable[P, R], *args: P.args,
+                          **kwargs: P.kwargs) -> tuple[R, float]:
+        """``run``, where ``borrower`` may lend the slot while it waits for input."""
         loop = asyncio.get_running_loop()
+        slot = Slot(self, loop)
+        queued_at = time.perf_counter()
+        await slot.take()
+        waited = time.perf_counter() - queued_at
+        self.started += 1
+        if borrower is not None:
+            borrower.waiting = slot.lend
         assert self.executor is not None, "WorkerPool.run before start"
         future = loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
             # the thread cannot be interrupted: free the slot when it is really done
-            future.add_done_callback(self._release_after_cancel)
+            slot.give_up()
+            if borrower is not None:
+                borrower.cancel()
+            future.add_done_callback(functools.partial(_after_cancel, slot))
             raise
         except BaseException:
-            self._release()
+            slot.give_back()
             raise
-        self._release()
+        slot.give_back()
         return result, waited
-
-    def _release(self) -> None:
-        self.busy -= 1
-        self._slots.release()
-
-    def _release_after_cancel(self, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled():
-            future.exception()  # retrieved: nobody waits for this result any more
-        self._release()
 
     async def start(self) -> None:
         """Set libvips up and bring the workers up (processes: before the first request)."""
@@ -107,7 +179,7 @@ class WorkerPool:
         else:
             from .processing import vips
             vips.init()
-            self.executor = make_executor(self.kind, self.workers)
+            self.executor = make_executor(self.kind, self.workers + self.spare)
 
     def shutdown(self) -> None:
         if self.executor is not None:

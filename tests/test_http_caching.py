@@ -17,7 +17,7 @@ from aiohttp import web
 
 from conftest import key_for, make_settings, signed, wait_until
 from imagegen import jpeg
-from vipsgate.app import METRICS, ORIGINALS, RESULTS, create_app
+from vipsgate.app import FETCHER, METRICS, ORIGINALS, RESULTS, create_app
 from vipsgate.config import Settings
 from vipsgate.http_cache import add_vary, cache_control, conditional_match, entity_tags
 from vipsgate.sources import SourceMeta
@@ -146,7 +146,9 @@ async def test_concurrent_sizes_of_a_cold_source_share_one_download(proxy, origi
     client = await proxy()
     tasks = [asyncio.create_task(client.get(signed(f"/rs:fit:{s}:{s}/plain/{url}")))
              for s in (100, 150, 200)]
-    await wait_until(lambda: client.server.app[ORIGINALS].waiters(url) == 3)
+    downloads = client.server.app[FETCHER].downloads
+    await wait_until(lambda: sum(d.users for d in downloads.values()) == 3)
+    assert len(downloads) == 1  # one download, three jobs reading it
     origin.gate.set()
     responses = await asyncio.gather(*tasks)
     assert [r.headers["X-Result-Width"] for r in responses] == ["100", "150", "200"]
@@ -207,7 +209,7 @@ async def test_timed_out_last_waiter_cancels_the_job(proxy, origin):
     response = await client.get(path)
     assert response.status == 503
     app = client.server.app
-    assert app[RESULTS].in_flight == 0 and app[ORIGINALS].in_flight == 0
+    assert app[RESULTS].in_flight == 0 and not app[FETCHER].downloads
     origin.gate.set()
     response = await client.get(path)
     assert response.status == 200 and origin.hits["cat.jpg"] == 2
@@ -298,7 +300,9 @@ async def test_one_clients_304_is_not_shared_with_a_coalesced_client(proxy, orig
     conditional = asyncio.create_task(client.get(path, headers={"If-None-Match": etag}))
     await origin.arrived.wait()
     plain = asyncio.create_task(client.get(path))
-    await wait_until(lambda: client.server.app[ORIGINALS].waiters(url) == 2)  # one fetch
+    downloads = client.server.app[FETCHER].downloads
+    await wait_until(lambda: sum(d.users for d in downloads.values()) == 2)
+    assert len(downloads) == 1  # one fetch for both
     origin.gate.set()
     assert (await conditional).status == 304
     response = await plain

@@ -507,5 +507,5 @@ async def test_malformed_source_urls_are_invalid_in_the_sources_layer(
         with pytest.raises(InvalidSource):
             await fetch(sources, source)
         with pytest.raises(InvalidSource):  # the HTTP source alone, no Sources.check
-            await sources.by_scheme["http"].fetch(source, 0)
+            await sources.by_scheme["http"].open(source, 0)
     assert dialled == []

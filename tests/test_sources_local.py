@@ -81,14 +81,14 @@ def test_resolve_refuses_escapes(tree: Path, source: str) -> None:
 
 
 async def test_fetch_returns_bytes_and_validators(tree: Path) -> None:
-    fetched = await LocalSource(str(tree)).fetch("local:///cat.jpg", 1024**2)
-    assert fetched.data == IMAGE
-    assert fetched.meta.size == len(IMAGE)
-    assert fetched.meta.etag and fetched.meta.last_modified
+    body = await LocalSource(str(tree)).open("local:///cat.jpg", 1024**2)
+    assert b"".join([chunk async for chunk in body.chunks()]) == IMAGE
+    assert body.meta.size == len(IMAGE)
+    assert body.meta.etag and body.meta.last_modified
 
 
 async def test_size_limit(make_client, tree: Path) -> None:
     with pytest.raises(SourceTooLarge):
-        await LocalSource(str(tree)).fetch("local:///cat.jpg", len(IMAGE) - 1)
+        await LocalSource(str(tree)).open("local:///cat.jpg", len(IMAGE) - 1)
     client = await make_client(IMGPROXY_MAX_SRC_FILE_SIZE=str(len(IMAGE) - 1))
     assert (await client.get(path_for("local:///cat.jpg"))).status == 422

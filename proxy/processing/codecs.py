@@ -8,7 +8,7 @@ loader of its sniffed format, never with a guessing one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pyvips
 
@@ -21,9 +21,66 @@ LOADERS: dict[str, Callable[..., pyvips.Image]] = {
     "avif": pyvips.Image.heifload_buffer, "tiff": pyvips.Image.tiffload_buffer,
     "svg": pyvips.Image.svgload_buffer,
 }
+#: loaders that read a ``pyvips.Source`` as it arrives (``formats.STREAMED``)
+SOURCE_LOADERS: dict[str, Callable[..., pyvips.Image]] = {
+    "jpeg": pyvips.Image.jpegload_source, "png": pyvips.Image.pngload_source,
+}
 
 
-def load(data: bytes, fmt: str, shrink: float = 1.0, frames: int = 1,
+class Stream(Protocol):
+    """Bytes arriving while they are decoded (``sources.stream.Reader``)."""
+
+    @property
+    def size(self) -> int | None: ...
+
+    def read(self, size: int) -> bytes: ...
+
+    def peek(self, size: int) -> bytes: ...
+
+
+class Input:
+    """What a job decodes: bytes in memory, or a ``Stream`` (opened once as a libvips
+    source, so the header and the shrunk decode read it from the same place).
+    ``failure`` keeps why the stream stopped, to answer with that, not libvips' error."""
+
+    def __init__(self, data: bytes | Stream) -> None:
+        self.data = data
+        self.failure: Exception | None = None
+        self._source: pyvips.Source | None = None
+
+    @property
+    def size(self) -> int | None:
+        return len(self.data) if isinstance(self.data, bytes) else self.data.size
+
+    def head(self, size: int) -> bytes:
+        return self.data[:size] if isinstance(self.data, bytes) else self.data.peek(size)
+
+    def whole(self) -> bytes:
+        if not isinstance(self.data, bytes):
+            raise UnsupportedFormat("This source is streamed; the whole file is not kept")
+        return self.data
+
+    def source(self) -> pyvips.Source:
+        if self._source is None:
+            stream = self.data
+            assert not isinstance(stream, bytes)
+            source = pyvips.SourceCustom()
+
+            def read(buffer: Any) -> int:
+                try:
+                    chunk = stream.read(len(buffer))
+                except Exception as exc:  # the download failed, a limit, a cancel
+                    self.failure = exc
+                    return -1  # a read error: the loader stops at once
+                buffer[:len(chunk)] = chunk
+                return len(chunk)
+
+            source.signal_connect("read", read)
+            self._source = source
+        return self._source
+
+
+def load(data: Input, fmt: str, shrink: float = 1.0, frames: int = 1,
          thumbnail: bool = False, fail_on: str = "error") -> pyvips.Image:
     """Open ``data`` with the loader for its sniffed format.
 
@@ -43,7 +100,9 @@ def load(data: bytes, fmt: str, shrink: float = 1.0, frames: int = 1,
         kwargs["thumbnail"] = True
     if fmt in formats.ANIMATED and frames > 1:
         kwargs["n"] = frames
-    return LOADERS[fmt](data, **kwargs)
+    if isinstance(data.data, bytes):
+        return LOADERS[fmt](data.data, **kwargs)
+    return SOURCE_LOADERS[fmt](data.source(), **kwargs)
 
 
 def shrinks_on_load(fmt: str, animated: bool) -> bool:

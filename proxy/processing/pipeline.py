@@ -58,29 +58,36 @@ class Result:
     source_height: int
 
 
-def process(data: bytes, e: Effective, chooser: FormatChooser, watermark: bytes | None = None,
-            deadline: float | None = None) -> Result:
-    """Turn source bytes into the encoded result. Raises ``ProxyError`` subclasses.
+def process(data: bytes | codecs.Stream, e: Effective, chooser: FormatChooser,
+            watermark: bytes | None = None, deadline: float | None = None) -> Result:
+    """Turn the source (bytes, or a stream still arriving) into the encoded result.
+    Raises ``ProxyError`` subclasses; a stream that failed raises its own error.
 
     ``deadline`` (``time.monotonic()``) is checked between steps: past it, the work
     stops with ``RequestTimeout``.
     """
+    source = codecs.Input(data)
     try:
-        return _process(data, e, chooser, watermark, deadline)
+        return _process(source, e, chooser, watermark, deadline)
     except ProxyError:
         raise
     except pyvips.Error as exc:
+        if isinstance(source.failure, ProxyError):
+            raise source.failure from None
+        if source.failure is not None:
+            raise RequestTimeout(f"Processing stopped: {source.failure}") from None
         raise UnprocessableImage(vips.message(exc)) from None
 
 
-def _process(data: bytes, e: Effective, chooser: FormatChooser, watermark: bytes | None,
-             deadline: float | None) -> Result:
-    src_format = formats.sniff(data, e.max_svg_check_bytes)
+def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
+             watermark: bytes | None, deadline: float | None) -> Result:
+    head = data.head(max(e.max_svg_check_bytes, 64))
+    src_format = formats.sniff(head, e.max_svg_check_bytes)
     if src_format is None:
         raise UnsupportedFormat("Failed to detect source image type")
     if src_format in e.skip_processing and chooser.explicit in (None, src_format) \
             and src_format != "svg":
-        return skip(data, src_format, e)
+        return skip(data.whole(), src_format, e)
     if src_format not in formats.LOADABLE:
         raise UnsupportedFormat(f"Source format {src_format} is not supported")
     header = prepare.inspect(data, src_format, e)
@@ -94,8 +101,9 @@ def _process(data: bytes, e: Effective, chooser: FormatChooser, watermark: bytes
         raise ImageTooLarge(f"Animation result would be {frames} frames of {out_w}x{out_h}")
     if not header.vector:  # frames beyond the maximum were dropped: only the kept ones count
         prepare.check_resolution(header.width, header.height, frames, e)
-    strict = src_format == "jpeg" and codecs.jpeg_suspicious(len(data), header.width,
-                                                             header.height)
+    size = data.size  # a stream's size when declared; unknown: not suspicious
+    strict = src_format == "jpeg" and size is not None and \
+        codecs.jpeg_suspicious(size, header.width, header.height)
     fail_on = "warning" if strict else "error"
     check(deadline)
     if e.trim is not None and frames == 1:  # trim needs the whole image: no shrink-on-load
@@ -162,7 +170,7 @@ def skip(data: bytes, fmt: str, e: Effective) -> Result:
     """
     width = height = 0
     if fmt in formats.LOADABLE:
-        header = codecs.load(data, fmt)
+        header = codecs.load(codecs.Input(data), fmt)
         width, height = header.width, header.height
         prepare.check_resolution(width, height, 1, e)
     return Result(data, fmt, width, height, fmt, width, height)

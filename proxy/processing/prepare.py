@@ -42,7 +42,7 @@ class Header:
         return oriented(self.width, self.height, self.orientation)
 
 
-def inspect(data: bytes, fmt: str, e: Effective) -> Header:
+def inspect(data: codecs.Input, fmt: str, e: Effective) -> Header:
     image = codecs.load(data, fmt, thumbnail=e.enforce_thumbnail)
     pages = image.get("n-pages") if image.get_typeof("n-pages") else 1
     frames = min(pages, e.max_animation_frames) if fmt in formats.ANIMATED else 1

@@ -9,7 +9,6 @@ closed by the app's cleanup context; a failed start-up closes whatever was opene
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import re
@@ -19,11 +18,13 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidSource
 from .allowlist import AllowList
-from .base import Fetched, Source, SourceMeta, check_size
+from .base import Body, Fetched, Source, SourceMeta, check_size
+from .download import download, pump
 from .http import HttpSource
+from .stream import SourceStream
 
-__all__ = ["AllowList", "Fetched", "Source", "SourceMeta", "SourceRef", "Sources",
-           "check_size", "content_etag", "scheme_of"]
+__all__ = ["AllowList", "Body", "Fetched", "Source", "SourceMeta", "SourceRef", "SourceStream",
+           "Sources", "check_size", "content_etag", "download", "pump", "scheme_of"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -93,17 +94,16 @@ class Sources:
             raise InvalidSource(f"Source URL is not allowed: {url[:500]}")
         return SourceRef(url, scheme)
 
-    async def fetch(self, ref: SourceRef, max_bytes: int) -> Fetched:
-        """The source's bytes and meta, at most ``max_bytes`` (0: no limit).
-
-        A source without ETag and Last-Modified gets a content hash as its ETag,
-        computed here once, off the event loop."""
+    async def open(self, ref: SourceRef, max_bytes: int) -> Body:
+        """The source's response, its body unread (see ``download.pump``)."""
         source = self.by_scheme.get(ref.scheme)
         if source is None:
             raise InvalidSource(f"Source scheme {ref.scheme} is not open")
-        fetched = await source.fetch(ref.url, max_bytes)
-        meta = fetched.meta
-        if meta.etag or meta.last_modified:
-            return fetched
-        etag = await asyncio.to_thread(content_etag, fetched.data)
-        return dataclasses.replace(fetched, meta=dataclasses.replace(meta, etag=etag))
+        return await source.open(ref.url, max_bytes)
+
+    async def fetch(self, ref: SourceRef, max_bytes: int) -> Fetched:
+        """The whole source, at most ``max_bytes`` (0: no limit)."""
+        body = await self.open(ref, max_bytes)
+        stream = SourceStream(body.meta)
+        await pump(body, stream, max_bytes, ref.url)
+        return Fetched(await stream.data(), stream.meta)

@@ -29,10 +29,40 @@ class Fetched:
     meta: SourceMeta = field(default_factory=SourceMeta)
 
 
-class Source(Protocol):
-    """One URL scheme. ``fetch`` raises ``ProxyError`` subclasses only."""
+class Body(Protocol):
+    """An open download: the origin's headers are known, the body is not read yet.
 
-    async def fetch(self, url: str, max_bytes: int) -> Fetched: ...
+    ``chunks`` yields the body and raises ``ProxyError`` subclasses only (a cut body is
+    ``SourceIncomplete``); a declared size over the limit was refused by ``open``.
+    ``deadline`` (``loop.time()``) ends the download (``IMGPROXY_DOWNLOAD_TIMEOUT``).
+    """
+
+    meta: SourceMeta  # ``size``: the declared length, when the origin gave one
+    deadline: float
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """One URL scheme. ``open`` raises ``ProxyError`` subclasses only."""
+
+    async def open(self, url: str, max_bytes: int) -> Body: ...
+
+
+class Buffered:
+    """A ``Body`` over bytes already in memory (local files)."""
+
+    def __init__(self, data: bytes, meta: SourceMeta, deadline: float) -> None:
+        self.data, self.meta, self.deadline = data, meta, deadline
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.data:
+            yield self.data
+
+    async def close(self) -> None:
+        self.data = b""
 
 
 def check_size(fetched: Fetched, max_bytes: int) -> Fetched:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,10 +28,11 @@ from ..errors import (
     SourceIncomplete,
     SourceNotFound,
     SourceTimeout,
+    SourceTooLarge,
     SourceUnreachable,
 )
 from .allowlist import AllowList, http_url
-from .base import CHUNK, Fetched, SourceMeta, read_limited
+from .base import CHUNK, SourceMeta
 from .netguard import AddressPolicy, parse
 
 log = logging.getLogger("vipsgate.sources")
@@ -135,12 +137,25 @@ class HttpSource:
         if self.session is not None:
             await self.session.close()
 
-    async def fetch(self, url: str, max_bytes: int) -> Fetched:
+    async def open(self, url: str, max_bytes: int) -> HttpBody:
+        """The response to ``url`` after redirects, its body unread; the download
+        (headers and body) must end within ``IMGPROXY_DOWNLOAD_TIMEOUT``."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._fetch(url, max_bytes)
+            async with asyncio.timeout_at(deadline):
+                response = await self._open(url)
         except TimeoutError:
             raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
+        declared = response.content_length
+        if max_bytes and declared is not None and declared > max_bytes:
+            response.close()  # never read a body that is declared too large
+            raise SourceTooLarge(f"Source declares {declared} bytes, limit is {max_bytes}")
+        h = response.headers
+        meta = SourceMeta(etag=h.get("ETag"), last_modified=h.get("Last-Modified"),
+                          content_type=h.get("Content-Type"),
+                          cache_control=h.get("Cache-Control"), expires=h.get("Expires"),
+                          size=declared)
+        return HttpBody(response, meta, deadline)
 
     def check_target(self, target: URL, allow_list: bool = True) -> None:
         """Refuse a hop before dialling: scheme, host, allow-list, literal IP. The first
@@ -161,24 +176,25 @@ class HttpSource:
         log.warning("SSRF guard: %s", reason)
         return InvalidSource(reason)
 
-    async def _fetch(self, url: str, max_bytes: int) -> Fetched:
+    async def _open(self, url: str) -> aiohttp.ClientResponse:
         assert self.session is not None
         target = http_url(url)
         for hop in range(self.max_redirects + 1):
             self.check_target(target, allow_list=hop > 0)
             response = await self._request(target)
-            async with response:
-                location = response.headers.get("Location")
-                if response.status in REDIRECT_STATUSES and location:
-                    try:
-                        target = target.join(URL(location))
-                    except ValueError:
-                        raise SourceUnreachable(f"Bad redirect from {target}") from None
-                    continue
-                error = status_error(response.status, str(target))
-                if error is not None:
-                    raise error
-                return await self._read(response, max_bytes)
+            location = response.headers.get("Location")
+            if response.status in REDIRECT_STATUSES and location:
+                response.release()
+                try:
+                    target = target.join(URL(location))
+                except ValueError:
+                    raise SourceUnreachable(f"Bad redirect from {target}") from None
+                continue
+            error = status_error(response.status, str(target))
+            if error is not None:
+                response.release()
+                raise error
+            return response
         raise SourceUnreachable(f"More than {self.max_redirects} redirects for {url}",
                                 status=404)
 
@@ -198,20 +214,34 @@ class HttpSource:
                 raise InvalidSource(str(refusal)) from None
             raise SourceUnreachable(f"Cannot reach {target}: {exc!r}") from None
 
-    @staticmethod
-    async def _read(response: aiohttp.ClientResponse, max_bytes: int) -> Fetched:
-        try:
-            data = await read_limited(response.content.iter_chunked(CHUNK), max_bytes,
-                                      response.content_length)
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            if isinstance(exc, TimeoutError):
-                raise
-            raise SourceIncomplete(f"Body of {response.url} was cut short: {exc!r}") from None
-        except ProxyError:
-            response.close()  # drop the connection: the rest of the body is never read
-            raise
-        h = response.headers
-        return Fetched(data, SourceMeta(
-            etag=h.get("ETag"), last_modified=h.get("Last-Modified"),
-            content_type=h.get("Content-Type"), cache_control=h.get("Cache-Control"),
-            expires=h.get("Expires"), size=len(data)))
+
+class HttpBody:
+    """An origin's response body, read in chunks; a cut or reset body is
+    ``SourceIncomplete`` (the connection is then closed, never reused)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, meta: SourceMeta,
+                 deadline: float) -> None:
+        self.response, self.meta, self.deadline = response, meta, deadline
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self.response.content
+        while True:
+            try:
+                chunk = await content.read(CHUNK)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                if isinstance(exc, TimeoutError):
+                    raise
+                self.response.close()
+                raise SourceIncomplete(f"Body of {self.response.url} was cut short: "
+                                       f"{exc!r}") from None
+            if not chunk:
+                return
+            yield chunk
+
+    async def close(self) -> None:
+        """Release the connection: back to the pool when the body was read to its end,
+        closed otherwise (the rest of the body is never read)."""
+        if self.response.content.at_eof():
+            self.response.release()
+        else:
+            self.response.close()

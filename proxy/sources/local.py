@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ..errors import SourceNotFound, SourceTooLarge
-from .base import Fetched, SourceMeta
+from .base import Buffered, Fetched, SourceMeta
 
 
 class LocalSource:
@@ -34,8 +34,10 @@ class LocalSource:
             raise SourceNotFound(f"No such local file: {path[:200]}")
         return candidate
 
-    async def fetch(self, url: str, max_bytes: int) -> Fetched:
-        return await asyncio.to_thread(self._fetch, url, max_bytes)
+    async def open(self, url: str, max_bytes: int) -> Buffered:
+        """The whole file, read in a thread (local files are not streamed)."""
+        fetched = await asyncio.to_thread(self._fetch, url, max_bytes)
+        return Buffered(fetched.data, fetched.meta, asyncio.get_running_loop().time() + 60)
 
     def _fetch(self, url: str, max_bytes: int) -> Fetched:
         path = self.resolve(url)

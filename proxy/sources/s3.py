@@ -9,7 +9,9 @@ AWS chain (environment, shared files, container/instance roles).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -33,9 +35,10 @@ from ..errors import (
     SourceIncomplete,
     SourceNotFound,
     SourceTimeout,
+    SourceTooLarge,
     SourceUnreachable,
 )
-from .base import CHUNK, Fetched, SourceMeta, read_limited
+from .base import CHUNK, SourceMeta
 
 log = logging.getLogger("vipsgate.sources")
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
@@ -112,33 +115,57 @@ class S3Source:
         await self._stack.aclose()
         self.client = None
 
-    async def fetch(self, url: str, max_bytes: int) -> Fetched:
+    async def open(self, url: str, max_bytes: int) -> S3Body:
         bucket, key, version = parse_s3_url(url)
         if self.allowed_buckets and bucket not in self.allowed_buckets:
             raise InvalidSource(f"S3 bucket is not allowed: {bucket}")
         params = {"Bucket": bucket, "Key": key}
         if version:
             params["VersionId"] = version
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._get(params, url, max_bytes)
-        except (TimeoutError, ConnectTimeoutError, ReadTimeoutError):
-            raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
-        except ClientError as exc:
-            raise client_error(exc, url) from None
-        except (IncompleteReadError, ResponseStreamingError) as exc:
-            raise SourceIncomplete(f"S3 body of {url} was cut short: {exc}") from None
-        except BotoCoreError as exc:  # connection errors, missing credentials, ...
-            raise SourceUnreachable(f"S3 request for {url} failed: {exc}") from None
-
-    async def _get(self, params: dict[str, str], url: str, max_bytes: int) -> Fetched:
         assert self.client is not None, "S3Source used outside its context"
-        response = await self.client.get_object(**params)
-        async with response["Body"] as body:
-            data = await read_limited(body.iter_chunks(CHUNK), max_bytes,
-                                      response.get("ContentLength"))
-        return Fetched(data, SourceMeta(
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        with s3_errors(url, self.timeout):
+            async with asyncio.timeout_at(deadline):
+                response = await self.client.get_object(**params)
+        declared = response.get("ContentLength")
+        if max_bytes and declared is not None and declared > max_bytes:
+            response["Body"].close()
+            raise SourceTooLarge(f"Source declares {declared} bytes, limit is {max_bytes}")
+        meta = SourceMeta(
             etag=response.get("ETag"), last_modified=http_date(response.get("LastModified")),
             content_type=response.get("ContentType"), cache_control=response.get("CacheControl"),
             expires=http_date(response.get("ExpiresString") or response.get("Expires")),
-            size=len(data)))
+            size=declared)
+        return S3Body(response["Body"], meta, deadline, url, self.timeout)
+
+
+@contextlib.contextmanager
+def s3_errors(url: str, timeout: float) -> Iterator[None]:
+    """botocore's errors as the typed ones (status mapping in ``client_error``)."""
+    try:
+        yield
+    except (TimeoutError, ConnectTimeoutError, ReadTimeoutError):
+        raise SourceTimeout(f"Downloading {url} took longer than {timeout}s") from None
+    except ClientError as exc:
+        raise client_error(exc, url) from None
+    except (IncompleteReadError, ResponseStreamingError) as exc:
+        raise SourceIncomplete(f"S3 body of {url} was cut short: {exc}") from None
+    except BotoCoreError as exc:  # connection errors, missing credentials, ...
+        raise SourceUnreachable(f"S3 request for {url} failed: {exc}") from None
+
+
+class S3Body:
+    """An object's body, read in chunks; a short or cut body is ``SourceIncomplete``."""
+
+    def __init__(self, body: Any, meta: SourceMeta, deadline: float, url: str,
+                 timeout: float) -> None:
+        self.body, self.meta, self.deadline = body, meta, deadline
+        self.url, self.timeout = url, timeout
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with s3_errors(self.url, self.timeout):
+            async for chunk in self.body.iter_chunks(CHUNK):
+                yield chunk
+
+    async def close(self) -> None:
+        self.body.close()
