@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from conftest import wait_until
 from vipsgate.cache import ByteLRU, Outcome
 
 
@@ -121,8 +122,7 @@ async def test_cancelled_waiter_does_not_cancel_the_others():
     first = asyncio.create_task(cache.get_or_compute("k", job))
     await job.started.wait()
     second = asyncio.create_task(cache.get_or_compute("k", job))
-    await asyncio.sleep(0)  # one loop step: ``second`` runs up to its wait
-    assert cache.waiters("k") == 2
+    await wait_until(lambda: cache.waiters("k") == 2)  # ``second`` joined the flight
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first

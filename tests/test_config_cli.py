@@ -168,29 +168,17 @@ def test_serve_with_a_bad_setting_exits_2_with_one_line(env, variable):
     assert done.stdout == ""
 
 
-def test_serve_prints_working_example_urls():
+def test_serve_prints_working_example_urls(serve):
     """``vipsgate serve`` with no configuration: dev key, sample images, three URLs."""
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", "0"], cwd=ROOT,
-                               env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        assert process.stdout is not None
-        urls: list[str] = []
-        for line in process.stdout:  # blocks until the banner is printed
-            if line.strip().startswith("http://"):
-                urls.append(line.strip())
-            if len(urls) == 3:
-                break
-        assert len(urls) == 3
-        for url in urls:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                assert response.status == 200
-                assert response.headers["Content-Type"].startswith("image/")
-                image = load(response.read())
-                assert image.width > 0
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    server = serve(keys=False)
+    urls = [m.group(1) for m in server.stdout.wait_for(r"^\s+(http://\S+)$", count=3)]
+    assert all(url.startswith(server.base_url + "/") for url in urls)
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("image/")
+            image = load(response.read())
+            assert image.width > 0
 
 
 def test_available_cpus_follows_affinity_and_a_cgroup_quota(tmp_path):

@@ -13,9 +13,8 @@ from email.utils import formatdate
 from types import SimpleNamespace
 
 import pytest
-from aiohttp import web
 
-from conftest import key_for, make_settings, signed, wait_until
+from conftest import LOOPBACK, key_for, make_settings, signed, wait_until
 from imagegen import jpeg
 from vipsgate.app import FETCHER, METRICS, ORIGINALS, RESULTS, create_app
 from vipsgate.config import Settings
@@ -25,50 +24,11 @@ from vipsgate.sources import SourceMeta
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 
-class Origin:
-    """A real origin server that counts requests and can hold or fail them."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, tuple[bytes, dict[str, str]]] = {}
-        self.hits: Counter[str] = Counter()
-        self.failures: Counter[str] = Counter()
-        self.arrived = asyncio.Event()
-        self.gate: asyncio.Event | None = None
-        self.base = ""
-
-    def add(self, name: str, body: bytes, **headers: str) -> str:
-        self.files[name] = (body, headers)
-        return f"{self.base}/{name}"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        self.hits[name] += 1
-        self.arrived.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.failures[name]:
-            self.failures[name] -= 1
-            return web.Response(status=500, text="boom")
-        body, headers = self.files[name]
-        return web.Response(body=body, headers=headers, content_type="image/jpeg")
-
-
-@pytest.fixture
-async def origin(aiohttp_server) -> Origin:  # type: ignore[no-untyped-def]
-    origin = Origin()
-    app = web.Application()
-    app.router.add_get("/{name}", origin.handle)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    origin.base = f"http://127.0.0.1:{server.port}"
-    return origin
-
-
 @pytest.fixture
 def proxy(make_client):  # type: ignore[no-untyped-def]
     """``await proxy(**env)``: the app, allowed to fetch from 127.0.0.1, debug headers on."""
     def factory(**env: str):  # type: ignore[no-untyped-def]
-        return make_client(IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES="1",
-                           VIPSGATE_DEBUG_HEADERS="1", **env)
+        return make_client(VIPSGATE_DEBUG_HEADERS="1", **LOOPBACK, **env)
     return factory
 
 
@@ -85,7 +45,7 @@ def processed(client) -> float:  # type: ignore[no-untyped-def]
 # --- result and source caches -----------------------------------------------------------
 
 async def test_repeated_url_is_served_from_the_cache(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"')
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"')
     client = await proxy()
     first = await client.get(signed(f"/rs:fill:300:200/plain/{url}"))
     body = await first.read()
@@ -98,14 +58,14 @@ async def test_repeated_url_is_served_from_the_cache(proxy, origin):
         assert again.status == 200 and again.headers["X-Cache"] == "hit", path
         assert await again.read() == body
         assert again.headers["ETag"] == first.headers["ETag"]
-    assert origin.hits["cat.jpg"] == 1
+    assert origin.hits["/cat.jpg"] == 1
     assert processed(client) == 1
     assert sample(client, "vipsgate_cache_requests_total", cache="result", outcome="hit") == 3
 
 
 async def test_concurrent_cold_requests_fetch_and_process_once(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(800, 600))
-    origin.gate = asyncio.Event()
+    url = origin.add("/cat.jpg", jpeg(800, 600))
+    origin.hold()
     client = await proxy()
     path = f"/rs:fit:200:200/plain/{url}"
     app = client.server.app
@@ -116,55 +76,55 @@ async def test_concurrent_cold_requests_fetch_and_process_once(proxy, origin):
         return response.status, await response.read(), response.headers.get("X-Cache", "")
 
     tasks = [asyncio.create_task(get()) for _ in range(50)]
-    await origin.arrived.wait()
+    await origin.arrived()
     await wait_until(lambda: app[RESULTS].waiters(key) == 50)  # all 50 joined one job
-    origin.gate.set()
+    origin.release()
     results = await asyncio.gather(*tasks)
     assert {status for status, _, _ in results} == {200}
     assert len({body for _, body, _ in results}) == 1
     assert Counter(cache for _, _, cache in results) == {"miss": 1, "coalesced": 49}
-    assert origin.hits["cat.jpg"] == 1
+    assert origin.hits["/cat.jpg"] == 1
     assert processed(client) == 1
     assert len(app[RESULTS]) == 1 and app[RESULTS].in_flight == 0
 
 
 async def test_two_sizes_of_one_source_fetch_it_once(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480))
+    url = origin.add("/cat.jpg", jpeg(640, 480))
     client = await proxy()
     for size in (100, 200, 300):
         response = await client.get(signed(f"/rs:fit:{size}:{size}/plain/{url}"))
         assert response.status == 200 and response.headers["X-Cache"] == "miss"
         assert response.headers["X-Result-Width"] == str(size)
-    assert origin.hits["cat.jpg"] == 1
+    assert origin.hits["/cat.jpg"] == 1
     assert processed(client) == 3
     assert len(client.server.app[RESULTS]) == 3 and len(client.server.app[ORIGINALS]) == 1
 
 
 async def test_concurrent_sizes_of_a_cold_source_share_one_download(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480))
-    origin.gate = asyncio.Event()
+    url = origin.add("/cat.jpg", jpeg(640, 480))
+    origin.hold()
     client = await proxy()
     tasks = [asyncio.create_task(client.get(signed(f"/rs:fit:{s}:{s}/plain/{url}")))
              for s in (100, 150, 200)]
     downloads = client.server.app[FETCHER].downloads
     await wait_until(lambda: sum(d.users for d in downloads.values()) == 3)
     assert len(downloads) == 1  # one download, three jobs reading it
-    origin.gate.set()
+    origin.release()
     responses = await asyncio.gather(*tasks)
     assert [r.headers["X-Result-Width"] for r in responses] == ["100", "150", "200"]
-    assert origin.hits["cat.jpg"] == 1 and processed(client) == 3
+    assert origin.hits["/cat.jpg"] == 1 and processed(client) == 3
 
 
 async def test_errors_are_not_cached(proxy, origin, images):
-    url = origin.add("cat.jpg", jpeg(320, 240))
-    origin.failures["cat.jpg"] = 1
+    url = origin.add("/cat.jpg", jpeg(320, 240))
+    origin.fail("/cat.jpg")
     client = await proxy()
     path = signed(f"/rs:fit:100:100/plain/{url}")
     failed = await client.get(path)
     assert failed.status == 502 and "Cache-Control" not in failed.headers
     assert "ETag" not in failed.headers and "Vary" not in failed.headers
     retried = await client.get(path)
-    assert retried.status == 200 and origin.hits["cat.jpg"] == 2
+    assert retried.status == 200 and origin.hits["/cat.jpg"] == 2
     # a local file that appears after a 404
     local = signed("/rs:fit:100:100/plain/local:///late.jpg")
     assert (await client.get(local)).status == 404
@@ -181,44 +141,44 @@ async def test_error_ttl_sets_a_short_cache_control(proxy):
 
 async def test_client_that_leaves_does_not_cancel_the_job_for_others(aiohttp_client, images,
                                                                      origin):
-    url = origin.add("cat.jpg", jpeg(640, 480))
-    origin.gate = asyncio.Event()
-    app = create_app(make_settings(images, IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES="1"))
+    url = origin.add("/cat.jpg", jpeg(640, 480))
+    origin.hold()
+    app = create_app(make_settings(images, **LOOPBACK))
     # cancel handlers when their client disconnects, so the waiter really goes away
     client = await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
     path = f"/rs:fit:100:100/plain/{url}"
     results = app[RESULTS]
     key = key_for(app, path)
     leaving = asyncio.create_task(client.get(signed(path)))
-    await origin.arrived.wait()
+    await origin.arrived()
     staying = asyncio.create_task(client.get(signed(path)))
     await wait_until(lambda: results.waiters(key) == 2)
     leaving.cancel()
     await wait_until(lambda: results.waiters(key) == 1)  # its handler was cancelled
-    origin.gate.set()
+    origin.release()
     response = await staying
     assert response.status == 200 and len(await response.read()) > 0
-    assert origin.hits["cat.jpg"] == 1 and len(results) == 1
+    assert origin.hits["/cat.jpg"] == 1 and len(results) == 1
 
 
 async def test_timed_out_last_waiter_cancels_the_job(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(320, 240))
-    origin.gate = asyncio.Event()
+    url = origin.add("/cat.jpg", jpeg(320, 240))
+    origin.hold()
     client = await proxy(IMGPROXY_TIMEOUT="0.3")
     path = signed(f"/rs:fit:100:100/plain/{url}")
     response = await client.get(path)
     assert response.status == 503
     app = client.server.app
     assert app[RESULTS].in_flight == 0 and not app[FETCHER].downloads
-    origin.gate.set()
+    origin.release()
     response = await client.get(path)
-    assert response.status == 200 and origin.hits["cat.jpg"] == 2
+    assert response.status == 200 and origin.hits["/cat.jpg"] == 2
 
 
 # --- validators and 304 -------------------------------------------------------------------
 
 async def test_304_on_matching_validators_with_the_same_headers(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"', **{"Last-Modified": LAST_MODIFIED})
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"', **{"Last-Modified": LAST_MODIFIED})
     client = await proxy()
     path = signed(f"/rs:fit:200:200/plain/{url}")
     full = await client.get(path, headers={"Accept": "image/webp"})
@@ -244,11 +204,11 @@ async def test_304_on_matching_validators_with_the_same_headers(proxy, origin):
             assert response.headers[name] == full.headers[name], (name, headers)
     head = await client.head(path, headers={"Accept": "image/webp", "If-None-Match": etag})
     assert head.status == 304
-    assert origin.hits["cat.jpg"] == 1 and processed(client) == 1
+    assert origin.hits["/cat.jpg"] == 1 and processed(client) == 1
 
 
 async def test_non_matching_validators_get_the_image(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"', **{"Last-Modified": LAST_MODIFIED})
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"', **{"Last-Modified": LAST_MODIFIED})
     client = await proxy()
     path = signed(f"/rs:fit:200:200/plain/{url}")
     etag = (await client.get(path)).headers["ETag"]
@@ -265,17 +225,17 @@ async def test_non_matching_validators_get_the_image(proxy, origin):
 
 
 async def test_304_without_processing_when_only_the_source_is_cached(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"')
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"')
     client = await proxy(VIPSGATE_RESULT_CACHE_BYTES="0")
     path = signed(f"/rs:fit:200:200/plain/{url}")
     etag = (await client.get(path)).headers["ETag"]
     response = await client.get(path, headers={"If-None-Match": etag})
     assert response.status == 304 and response.headers["ETag"] == etag
-    assert origin.hits["cat.jpg"] == 1 and processed(client) == 1
+    assert origin.hits["/cat.jpg"] == 1 and processed(client) == 1
 
 
 async def test_304_without_processing_when_nothing_is_cached(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480))  # no validators: the ETag hashes the bytes
+    url = origin.add("/cat.jpg", jpeg(640, 480))  # no validators: the ETag hashes the bytes
     client = await proxy(VIPSGATE_RESULT_CACHE_BYTES="0", VIPSGATE_SOURCE_CACHE_BYTES="0")
     path = signed(f"/rs:fit:200:200/plain/{url}")
     etag = (await client.get(path)).headers["ETag"]
@@ -283,35 +243,34 @@ async def test_304_without_processing_when_nothing_is_cached(proxy, origin):
     assert processed(client) == 2
     response = await client.get(path, headers={"If-None-Match": etag})
     assert response.status == 304
-    assert origin.hits["cat.jpg"] == 3 and processed(client) == 2
+    assert origin.hits["/cat.jpg"] == 3 and processed(client) == 2
     # a stale validator: the fetched source is reused for processing, not fetched again
     response = await client.get(path, headers={"If-None-Match": '"stale"'})
     assert response.status == 200 and response.headers["ETag"] == etag
-    assert origin.hits["cat.jpg"] == 4 and processed(client) == 3
+    assert origin.hits["/cat.jpg"] == 4 and processed(client) == 3
 
 
 async def test_one_clients_304_is_not_shared_with_a_coalesced_client(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"')
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"')
     client = await proxy(VIPSGATE_RESULT_CACHE_BYTES="0", VIPSGATE_SOURCE_CACHE_BYTES="0")
     path = signed(f"/rs:fit:200:200/plain/{url}")
     etag = (await client.get(path)).headers["ETag"]
-    origin.arrived.clear()
-    origin.gate = asyncio.Event()
+    origin.hold()
     conditional = asyncio.create_task(client.get(path, headers={"If-None-Match": etag}))
-    await origin.arrived.wait()
+    await origin.arrived(2)  # the first request's fetch, then this one's
     plain = asyncio.create_task(client.get(path))
     downloads = client.server.app[FETCHER].downloads
     await wait_until(lambda: sum(d.users for d in downloads.values()) == 2)
     assert len(downloads) == 1  # one fetch for both
-    origin.gate.set()
+    origin.release()
     assert (await conditional).status == 304
     response = await plain
     assert response.status == 200 and len(await response.read()) > 0
-    assert origin.hits["cat.jpg"] == 2
+    assert origin.hits["/cat.jpg"] == 2
 
 
 async def test_etag_and_vary_per_negotiated_format(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"')
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"')
     client = await proxy()
     path = signed(f"/rs:fit:200:200/plain/{url}")
     webp = await client.get(path, headers={"Accept": "image/webp,*/*"})
@@ -328,11 +287,11 @@ async def test_etag_and_vary_per_negotiated_format(proxy, origin):
     explicit = await client.get(signed(f"/rs:fit:200:200/plain/{url}@png"),
                                 headers={"Accept": "image/webp"})
     assert explicit.headers["Content-Type"] == "image/png" and "Vary" not in explicit.headers
-    assert origin.hits["cat.jpg"] == 1
+    assert origin.hits["/cat.jpg"] == 1
 
 
 async def test_etag_and_last_modified_can_be_turned_off(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(64, 48), ETag='"v1"', **{"Last-Modified": LAST_MODIFIED})
+    url = origin.add("/cat.jpg", jpeg(64, 48), ETag='"v1"', **{"Last-Modified": LAST_MODIFIED})
     client = await proxy(IMGPROXY_USE_ETAG="0", IMGPROXY_USE_LAST_MODIFIED="0")
     path = signed(f"/rs:fit:20:20/plain/{url}")
     response = await client.get(path)
@@ -343,7 +302,7 @@ async def test_etag_and_last_modified_can_be_turned_off(proxy, origin):
 
 
 async def test_head_is_get_without_a_body(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(640, 480), ETag='"v1"')
+    url = origin.add("/cat.jpg", jpeg(640, 480), ETag='"v1"')
     client = await proxy()
     path = signed(f"/rs:fit:200:200/plain/{url}")
     head = await client.head(path)
@@ -367,10 +326,10 @@ async def test_debug_headers_only_in_debug_mode(make_client, images):
 # --- Cache-Control ---------------------------------------------------------------------
 
 async def test_cache_control_passthrough(proxy, origin):
-    cc = origin.add("cc.jpg", jpeg(64, 48), **{"Cache-Control": "max-age=1234, public"})
-    expires = origin.add("exp.jpg", jpeg(64, 48),
+    cc = origin.add("/cc.jpg", jpeg(64, 48), **{"Cache-Control": "max-age=1234, public"})
+    expires = origin.add("/exp.jpg", jpeg(64, 48),
                          Expires=formatdate(time.time() + 1239, usegmt=True))
-    bare = origin.add("bare.jpg", jpeg(64, 48))
+    bare = origin.add("/bare.jpg", jpeg(64, 48))
     client = await proxy(IMGPROXY_CACHE_CONTROL_PASSTHROUGH="1")
     response = await client.get(signed(f"/rs:fit:20:20/plain/{cc}"))
     assert response.headers["Cache-Control"] == "max-age=1234, public"
@@ -386,7 +345,7 @@ async def test_cache_control_passthrough(proxy, origin):
 
 
 async def test_immutable_and_stale_while_revalidate(proxy, origin):
-    url = origin.add("cat.jpg", jpeg(64, 48))
+    url = origin.add("/cat.jpg", jpeg(64, 48))
     client = await proxy(IMGPROXY_TTL="86400", VIPSGATE_CACHE_CONTROL_IMMUTABLE="1",
                          VIPSGATE_STALE_WHILE_REVALIDATE="600")
     response = await client.get(signed(f"/rs:fit:20:20/plain/{url}"))

@@ -191,20 +191,24 @@ async def test_access_log_keeps_every_line_when_flushed_from_another_thread():
     warnings come from worker threads): no line may be lost or written twice."""
     stream = io.StringIO()
     sink = logs.AccessLog(stream)
+    asked = threading.Semaphore(0)  # one release per flush asked of the other thread
     done = threading.Event()
 
     def flusher() -> None:
-        while not done.is_set():
-            sink.flush()
+        while asked.acquire(timeout=10) and not done.is_set():
+            sink.flush()  # runs while the test thread writes the next lines
 
     thread = threading.Thread(target=flusher)
     thread.start()
     try:
         for n in range(3000):
             sink.write(RequestTrace(request_id=f"{n:012d}", status=200), "text")
+            asked.release()
     finally:
         done.set()
+        asked.release()
         thread.join(10)
+    assert not thread.is_alive()
     sink.flush()
     ids = [line.split(": ", 1)[1].split()[0] for line in stream.getvalue().splitlines()]
     assert ids == [f"{n:012d}" for n in range(3000)]

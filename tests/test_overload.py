@@ -9,68 +9,36 @@ import time
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from conftest import signed, wait_until
+from conftest import LOOPBACK, Origin, signed, wait_until
 from imagegen import jpeg
+from vipsgate import memory
 from vipsgate.app import POOL
 from vipsgate.probes import ADMISSION
 from vipsgate.workers import WorkerPool
 
-LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1", "IMGPROXY_DOWNLOAD_TIMEOUT": "30"}
-
-
-class SlowOrigin:
-    """An HTTP origin on 127.0.0.1 that holds every request until ``release()``."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.paths: list[str] = []
-        self._arrivals: list[tuple[int, asyncio.Event]] = []
-        self.url = ""
-
-    async def handler(self, request: web.Request) -> web.Response:
-        self.paths.append(request.path)
-        for count, event in self._arrivals:
-            if len(self.paths) >= count:
-                event.set()
-        await self.gate.wait()
-        return web.Response(body=jpeg(160, 120), content_type="image/jpeg")
-
-    async def arrived(self, count: int) -> None:
-        """Wait until ``count`` requests have reached the origin."""
-        event = asyncio.Event()
-        self._arrivals.append((count, event))
-        if len(self.paths) >= count:
-            event.set()
-        await asyncio.wait_for(event.wait(), 10)
-
-    def release(self) -> None:
-        self.gate.set()
+ORIGIN_ENV = {**LOOPBACK, "IMGPROXY_DOWNLOAD_TIMEOUT": "30"}
 
 
 @pytest.fixture
-async def origin(aiohttp_server):  # type: ignore[no-untyped-def]
-    slow = SlowOrigin()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", slow.handler)
-    server = await aiohttp_server(app)
-    slow.url = f"http://127.0.0.1:{server.port}"
-    yield slow
-    slow.release()
+def origin(origin: Origin) -> Origin:
+    """The shared origin, holding every request until ``origin.release()``."""
+    origin.add("/*", jpeg(160, 120))
+    origin.hold()
+    return origin
 
 
 async def test_flood_gets_429_at_once_while_cached_urls_are_served(make_client, images, origin):
     (images / "cat.jpg").write_bytes(jpeg(200, 150))
     client = await make_client(IMGPROXY_WORKERS="1", IMGPROXY_REQUESTS_QUEUE_SIZE="2",
-                               IMGPROXY_TIMEOUT="30", **LOOPBACK)
+                               IMGPROXY_TIMEOUT="30", **ORIGIN_ENV)
     cached = signed("/rs:fit:50:50/plain/local:///cat.jpg")
     assert (await client.get(cached)).status == 200
-    slow = [asyncio.create_task(client.get(signed(f"/plain/{origin.url}/held{i}.jpg")))
+    slow = [asyncio.create_task(client.get(signed(f"/plain/{origin.base}/held{i}.jpg")))
             for i in range(3)]  # 1 worker + 2 queue places
     await origin.arrived(3)
     started = time.perf_counter()
-    flood = await asyncio.gather(*(client.get(signed(f"/plain/{origin.url}/flood{i}.jpg"))
+    flood = await asyncio.gather(*(client.get(signed(f"/plain/{origin.base}/flood{i}.jpg"))
                                    for i in range(24)))
     assert time.perf_counter() - started < 5
     for response in flood:
@@ -86,13 +54,13 @@ async def test_flood_gets_429_at_once_while_cached_urls_are_served(make_client, 
     for response in await asyncio.gather(*slow):
         assert response.status == 200
     assert client.app[ADMISSION].admitted == 0
-    assert (await client.get(signed(f"/plain/{origin.url}/after.jpg"))).status == 200
+    assert (await client.get(signed(f"/plain/{origin.base}/after.jpg"))).status == 200
 
 
 async def test_deadline_answers_503_with_a_slow_origin(make_client, origin):
-    client = await make_client(IMGPROXY_TIMEOUT="0.5", **LOOPBACK)
+    client = await make_client(IMGPROXY_TIMEOUT="0.5", **ORIGIN_ENV)
     started = time.perf_counter()
-    response = await client.get(signed(f"/plain/{origin.url}/slow.jpg"))
+    response = await client.get(signed(f"/plain/{origin.base}/slow.jpg"))
     elapsed = time.perf_counter() - started
     assert response.status == 503, await response.text()
     assert 0.5 <= elapsed < 3
@@ -172,7 +140,7 @@ async def test_a_cancelled_job_keeps_its_worker_until_the_thread_is_done():
     await asyncio.gather(blocker.task, return_exceptions=True)
     assert pool.busy == 1  # the thread still works: its slot is not handed out
     waiting = asyncio.create_task(pool.run(lambda: "next"))
-    await asyncio.sleep(0)  # let it reach the semaphore
+    await wait_until(lambda: pool._slots._waiters)  # it waits on the pool's semaphore
     assert not waiting.done() and pool.started == 1
     blocker.hold.set()
     assert (await asyncio.wait_for(waiting, 5))[0] == "next"
@@ -195,7 +163,6 @@ async def test_errors_in_jobs_release_their_worker():
 
 
 async def test_the_app_trims_memory_only_while_idle(make_client):
-    from vipsgate import memory
     if not memory.available():
         pytest.skip("no glibc malloc_trim here")
     client = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0.05")

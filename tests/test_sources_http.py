@@ -11,21 +11,21 @@ import asyncio
 import hashlib
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 from aiohttp.resolver import DefaultResolver
-from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from conftest import make_settings, signed
+from conftest import LOOPBACK, Origin, fetch_source, make_settings, signed
 from imagegen import jpeg, load
+from vipsgate.app import SOURCES
 from vipsgate.errors import InvalidSource, SourceNotFound, SourceTooLarge
 from vipsgate.paths import encode_source
-from vipsgate.sources import Fetched, Sources, check_size
+from vipsgate.sources import Sources, check_size
 from vipsgate.sources.http import (
     BlockedAddress,
     GuardedResolver,
@@ -34,7 +34,6 @@ from vipsgate.sources.http import (
 )
 from vipsgate.sources.netguard import AddressPolicy
 
-LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1"}
 IMAGE = jpeg(64, 48)
 
 
@@ -42,13 +41,6 @@ class Dialled(list[str]):
     """Addresses connected to; ``ports`` holds the ports."""
 
     ports: list[int]
-
-
-
-async def fetch(sources: Sources, url: str, max_bytes: int | None = None) -> Fetched:
-    """Check then fetch ``url`` as the server does; ``max_bytes`` None: the setting."""
-    limit = sources.settings.max_src_file_size if max_bytes is None else max_bytes
-    return await sources.fetch(sources.check(url), limit)
 
 
 @pytest.fixture(autouse=True)
@@ -70,102 +62,74 @@ def dialled(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dialled]:
     assert not leaked, f"connections left loopback: {leaked}"
 
 
-@dataclass
-class Origin:
-    """A real origin server; it records what it received."""
+IMAGE_HEADERS = {"Set-Cookie": "session=abc; Path=/", "ETag": '"v1"',
+                 "Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT",
+                 "Cache-Control": "max-age=60", "Expires": "Thu, 22 Oct 2015 07:28:00 GMT"}
 
-    server: TestServer
-    requests: list[web.Request] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    streamed: int = 0
-    peers: list[tuple[str, int]] = field(default_factory=list)
-    bare: bytes = IMAGE  # what /bare serves, without any validator
 
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.server.port}{path}"
+async def redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.query["to"])
+
+
+async def chain(request: web.Request) -> web.Response:
+    hops = int(request.path.rsplit("/", 1)[1])
+    raise web.HTTPFound(f"/chain/{hops - 1}" if hops > 1 else "/img.jpg")
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.path.rsplit("/", 1)[1]), text="origin says no")
+
+
+async def truncated(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Length": str(len(IMAGE))})
+    await response.prepare(request)
+    await response.write(IMAGE[:100])
+    assert request.transport is not None
+    request.transport.close()
+    return response
 
 
 @pytest.fixture
-async def origin() -> AsyncIterator[Origin]:
-    app = web.Application()
-    state = Origin(TestServer(app, host="127.0.0.1"))
+def origin(origin: Origin) -> Origin:
+    """The shared origin with this module's routes (``/bare``, without validators, is
+    replaced by ``origin.add("/bare", ...)``; ``/slow`` is released at teardown)."""
+    origin.add("/img.jpg", IMAGE, **IMAGE_HEADERS)
+    origin.add("/bare", IMAGE)
+    origin.route("/redirect", redirect)
+    origin.route("/chain/*", chain)
+    origin.route("/status/*", status)
+    origin.add("/slow", IMAGE, hold=True)
+    origin.add("/declared-huge", b"", hold_body=True, **{"Content-Length": str(512 * 1024**2)})
+    origin.route("/truncated", truncated)
+    return origin
 
-    async def image(request: web.Request) -> web.Response:
-        state.requests.append(request)
-        assert request.transport is not None
-        state.peers.append(request.transport.get_extra_info("peername")[:2])
-        return web.Response(body=IMAGE, content_type="image/jpeg", headers={
-            "Set-Cookie": "session=abc; Path=/", "ETag": '"v1"',
-            "Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT",
-            "Cache-Control": "max-age=60", "Expires": "Thu, 22 Oct 2015 07:28:00 GMT"})
 
-    async def redirect(request: web.Request) -> web.Response:
-        state.requests.append(request)
-        raise web.HTTPFound(request.query["to"])
+@dataclass
+class Endless:
+    """``/endless``: a chunked body that never ends; it stops when the client hangs up."""
 
-    async def chain(request: web.Request) -> web.Response:
-        state.requests.append(request)
-        hops = int(request.match_info["n"])
-        raise web.HTTPFound(f"/chain/{hops - 1}" if hops > 1 else "/img.jpg")
+    streamed: int = 0
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def status(request: web.Request) -> web.Response:
-        state.requests.append(request)
-        return web.Response(status=int(request.match_info["code"]), text="origin says no")
-
-    async def slow(request: web.Request) -> web.Response:
-        state.requests.append(request)
-        await state.release.wait()
-        return web.Response(body=IMAGE, content_type="image/jpeg")
-
-    async def endless(request: web.Request) -> web.StreamResponse:
-        """A chunked body that never ends; stops when the client hangs up."""
-        state.requests.append(request)
+    async def handler(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         response.enable_chunked_encoding()
         await response.prepare(request)
         chunk = b"\xff" * 65536
         try:
-            while state.streamed < 1024**3:  # a bound for a broken client, never reached
+            while self.streamed < 1024**3:  # a bound for a broken client, never reached
                 await response.write(chunk)
-                state.streamed += len(chunk)
+                self.streamed += len(chunk)
         finally:  # the client hung up: a write failed or aiohttp cancelled the handler
-            state.closed.set()
+            self.closed.set()
         return response
 
-    async def declared_huge(request: web.Request) -> web.StreamResponse:
-        state.requests.append(request)
-        response = web.StreamResponse(headers={"Content-Length": str(512 * 1024**2)})
-        await response.prepare(request)
-        await state.release.wait()
-        return response
 
-    async def truncated(request: web.Request) -> web.StreamResponse:
-        state.requests.append(request)
-        response = web.StreamResponse(headers={"Content-Length": str(len(IMAGE))})
-        await response.prepare(request)
-        await response.write(IMAGE[:100])
-        assert request.transport is not None
-        request.transport.close()
-        return response
-
-    async def bare(request: web.Request) -> web.Response:
-        state.requests.append(request)
-        return web.Response(body=state.bare, content_type="image/jpeg")
-
-    app.router.add_get("/img.jpg", image)
-    app.router.add_get("/bare", bare)
-    app.router.add_get("/redirect", redirect)
-    app.router.add_get("/chain/{n}", chain)
-    app.router.add_get("/status/{code}", status)
-    app.router.add_get("/slow", slow)
-    app.router.add_get("/endless", endless)
-    app.router.add_get("/declared-huge", declared_huge)
-    app.router.add_get("/truncated", truncated)
-    await state.server.start_server()
-    yield state
-    state.release.set()
-    await state.server.close()
+@pytest.fixture
+def endless(origin: Origin) -> Endless:
+    body = Endless()
+    origin.route("/endless", body.handler)
+    return body
 
 
 def image_path(source: str, encoding: str = "base64") -> str:
@@ -178,7 +142,7 @@ async def test_origin_is_refused_by_default_and_served_with_loopback_allowed(
     response = await client.get(image_path(origin.url("/img.jpg")))
     assert response.status == 404
     assert origin.requests == []
-    assert str(origin.server.port) not in " ".join(dialled)
+    assert str(origin.port) not in " ".join(dialled)
 
     client = await make_client(**LOOPBACK)
     response = await client.get(image_path(origin.url("/img.jpg")))
@@ -249,7 +213,7 @@ async def test_redirects_are_followed_up_to_the_limit(make_client, origin: Origi
 
 async def test_allowed_sources_are_checked_on_every_redirect(make_client,
                                                              origin: Origin) -> None:
-    prefix = f"http://127.0.0.1:{origin.server.port}/"
+    prefix = f"http://127.0.0.1:{origin.port}/"
     client = await make_client(IMGPROXY_ALLOWED_SOURCES=f"{prefix}redirect,{prefix}chain/",
                                **LOOPBACK)
     response = await client.get(image_path(origin.url("/redirect?to=/img.jpg")))
@@ -269,14 +233,15 @@ async def test_redirect_to_another_scheme_is_refused(make_client, images,
     assert response.status == 404
 
 
-async def test_endless_body_is_cut_off_at_the_size_limit(make_client, origin: Origin) -> None:
+async def test_endless_body_is_cut_off_at_the_size_limit(make_client, origin: Origin,
+                                                         endless: Endless) -> None:
     limit = 256 * 1024
     client = await make_client(IMGPROXY_MAX_SRC_FILE_SIZE=str(limit), **LOOPBACK)
     response = await client.get(image_path(origin.url("/endless")))
     assert response.status == 422
     async with asyncio.timeout(10):
-        await origin.closed.wait()  # the proxy hung up on the origin mid-body
-    assert origin.streamed < 64 * 1024**2
+        await endless.closed.wait()  # the proxy hung up on the origin mid-body
+    assert endless.streamed < 64 * 1024**2
 
 
 async def test_declared_length_over_the_limit_is_refused_without_reading(
@@ -312,8 +277,8 @@ async def test_origin_status_mapping(make_client, origin: Origin, code: int,
 
 
 async def test_connection_refused_is_502(make_client, origin: Origin) -> None:
-    port = origin.server.port
-    await origin.server.close()
+    port = origin.port
+    await origin.close()
     client = await make_client(**LOOPBACK)
     response = await client.get(image_path(f"http://127.0.0.1:{port}/img.jpg"))
     assert response.status == 502
@@ -322,7 +287,7 @@ async def test_connection_refused_is_502(make_client, origin: Origin) -> None:
 async def test_meta_and_headers_come_from_the_origin(origin: Origin) -> None:
     settings = make_settings(**LOOPBACK)
     async with Sources(settings) as sources:
-        fetched = await fetch(sources, origin.url("/img.jpg"))
+        fetched = await fetch_source(sources, origin.url("/img.jpg"))
     assert fetched.data == IMAGE
     meta = fetched.meta
     assert (meta.etag, meta.content_type, meta.cache_control, meta.size) == (
@@ -332,7 +297,6 @@ async def test_meta_and_headers_come_from_the_origin(origin: Origin) -> None:
 
 
 async def test_one_session_serves_every_request(make_client, origin: Origin) -> None:
-    from vipsgate.app import SOURCES
     client = await make_client(**LOOPBACK)
     http = client.app[SOURCES].by_scheme["http"]
     session = http.session
@@ -395,7 +359,7 @@ def plain_path(source: str) -> str:
     "http://127.0.0.1:{port}/.example.com/img.jpg"])
 async def test_wildcard_cannot_reach_past_the_host(make_client, origin: Origin,
                                                    dialled: Dialled, source: str) -> None:
-    port = origin.server.port
+    port = origin.port
     client = await make_client(IMGPROXY_ALLOWED_SOURCES="http://*.example.com/", **LOOPBACK)
     response = await raw_get(client, plain_path(source.format(port=port)))
     assert response.status == 404
@@ -408,7 +372,7 @@ async def test_wildcard_cannot_reach_past_the_host(make_client, origin: Origin,
 async def test_host_pattern_without_slash_ends_at_the_host(make_client, origin: Origin,
                                                            dialled: Dialled,
                                                            source: str) -> None:
-    port = origin.server.port
+    port = origin.port
     client = await make_client(IMGPROXY_ALLOWED_SOURCES="http://a.example.com", **LOOPBACK)
     response = await raw_get(client, plain_path(source.format(port=port)))
     assert response.status == 404
@@ -416,7 +380,7 @@ async def test_host_pattern_without_slash_ends_at_the_host(make_client, origin: 
 
 
 async def test_allowed_pattern_with_wildcard_still_serves(make_client, origin: Origin) -> None:
-    port = origin.server.port
+    port = origin.port
     client = await make_client(IMGPROXY_ALLOWED_SOURCES=f"http://*:{port}/img", **LOOPBACK)
     assert (await raw_get(client, plain_path(origin.url("/img.jpg")))).status == 200
     assert (await raw_get(client, plain_path(origin.url("/bare")))).status == 404
@@ -424,7 +388,7 @@ async def test_allowed_pattern_with_wildcard_still_serves(make_client, origin: O
 
 
 async def test_redirect_to_userinfo_trick_is_refused(make_client, origin: Origin) -> None:
-    port = origin.server.port
+    port = origin.port
     client = await make_client(
         IMGPROXY_ALLOWED_SOURCES=f"http://127.0.0.1:{port}/redirect,http://a.example.com",
         **LOOPBACK)
@@ -464,12 +428,12 @@ async def test_per_request_size_limit(origin: Origin, images) -> None:  # type: 
     async with Sources(settings) as sources:
         for url in (origin.url("/img.jpg"), "local:///a.jpg"):
             with pytest.raises(SourceTooLarge):
-                await fetch(sources, url)  # the setting
-            fetched = await fetch(sources, url, max_bytes=len(IMAGE))  # msfs raises it
+                await fetch_source(sources, url)  # the setting
+            fetched = await fetch_source(sources, url, max_bytes=len(IMAGE))  # msfs raises it
             assert fetched.data == IMAGE
-            assert (await fetch(sources, url, max_bytes=0)).data == IMAGE  # 0: no limit
+            assert (await fetch_source(sources, url, max_bytes=0)).data == IMAGE  # 0: no limit
             with pytest.raises(SourceTooLarge):
-                await fetch(sources, url, max_bytes=len(IMAGE) - 1)
+                await fetch_source(sources, url, max_bytes=len(IMAGE) - 1)
             # a source from the originals cache, fetched under a larger limit
             assert check_size(fetched, len(IMAGE)) is fetched
             assert check_size(fetched, 0) is fetched
@@ -482,15 +446,15 @@ async def test_per_request_size_limit(origin: Origin, images) -> None:  # type: 
 
 async def test_source_without_validators_gets_a_content_etag(make_client, origin: Origin) -> None:
     async with Sources(make_settings(**LOOPBACK)) as sources:
-        meta = (await fetch(sources, origin.url("/bare"))).meta
+        meta = (await fetch_source(sources, origin.url("/bare"))).meta
         assert meta.etag == f'"b2-{hashlib.blake2b(IMAGE, digest_size=16).hexdigest()}"'
         assert meta.last_modified is None
-        assert (await fetch(sources, origin.url("/img.jpg"))).meta.etag == '"v1"'  # kept
+        assert (await fetch_source(sources, origin.url("/img.jpg"))).meta.etag == '"v1"'  # kept
 
     path = image_path(origin.url("/bare"))
     etags = []
     for body in (IMAGE, IMAGE, jpeg(64, 48, q=50)):
-        origin.bare = body
+        origin.add("/bare", body)
         client = await make_client(**LOOPBACK)  # a fresh app: no cached source or result
         response = await client.get(path)
         assert response.status == 200
@@ -505,7 +469,7 @@ async def test_malformed_source_urls_are_invalid_in_the_sources_layer(
         origin: Origin, dialled: Dialled, source: str) -> None:
     async with Sources(make_settings(**LOOPBACK)) as sources:
         with pytest.raises(InvalidSource):
-            await fetch(sources, source)
+            await fetch_source(sources, source)
         with pytest.raises(InvalidSource):  # the HTTP source alone, no Sources.check
             await sources.by_scheme["http"].open(source, 0)
     assert dialled == []

@@ -8,12 +8,12 @@ import pytest
 from botocore.exceptions import ClientError
 from s3_fixtures import BUCKET, OTHER, VERSIONED, S3World, s3  # noqa: F401
 
-from conftest import make_settings, signed
+from conftest import fetch_source, make_settings, signed
 from imagegen import load
 from vipsgate.app import SOURCES
 from vipsgate.errors import InvalidSource, SourceNotFound, SourceTooLarge, SourceUnreachable
 from vipsgate.paths import encode_source
-from vipsgate.sources import Fetched, Sources
+from vipsgate.sources import Sources
 from vipsgate.sources.s3 import client_error, parse_s3_url
 
 DEBUG = {"IMGPROXY_ENABLE_DEBUG_HEADERS": "1"}
@@ -27,13 +27,6 @@ async def origin_size(client, source: str, encoding: str = "base64") -> tuple[in
     response = await client.get(path_for(source, encoding))
     assert response.status == 200, await response.text()
     return int(response.headers["X-Origin-Width"]), int(response.headers["X-Origin-Height"])
-
-
-
-async def fetch(sources: Sources, url: str, max_bytes: int | None = None) -> Fetched:
-    """Check then fetch ``url`` as the server does; ``max_bytes`` None: the setting."""
-    limit = sources.settings.max_src_file_size if max_bytes is None else max_bytes
-    return await sources.fetch(sources.check(url), limit)
 
 
 async def test_object_is_served_through_the_app(make_client, s3: S3World) -> None:  # noqa: F811
@@ -113,7 +106,7 @@ async def test_one_client_serves_every_request(make_client, s3: S3World) -> None
 async def test_client_is_closed_with_the_app(s3: S3World) -> None:  # noqa: F811
     async with Sources(make_settings(**s3.env())) as sources:
         source = sources.by_scheme["s3"]
-        assert (await fetch(sources, f"s3://{BUCKET}/photos/cat.jpg")).data
+        assert (await fetch_source(sources, f"s3://{BUCKET}/photos/cat.jpg")).data
         # aiobotocore's aiohttp sessions (internal; one per pool configuration)
         opened = list(source.client._endpoint.http_session._sessions.values())
         assert opened and not any(session.closed for session in opened)
@@ -123,7 +116,7 @@ async def test_client_is_closed_with_the_app(s3: S3World) -> None:  # noqa: F811
 
 async def test_meta_is_passed_through(s3: S3World) -> None:  # noqa: F811
     async with Sources(make_settings(**s3.env())) as sources:
-        fetched = await fetch(sources, f"s3://{BUCKET}/photos/cat.jpg")
+        fetched = await fetch_source(sources, f"s3://{BUCKET}/photos/cat.jpg")
     head = s3.client.head_object(Bucket=BUCKET, Key="photos/cat.jpg")
     meta = fetched.meta
     assert meta.etag == head["ETag"] and meta.etag.startswith('"')
@@ -138,9 +131,9 @@ async def test_size_limit_and_allowed_buckets(make_client, s3: S3World) -> None:
     settings = make_settings(**s3.env(IMGPROXY_S3_ALLOWED_BUCKETS=BUCKET))
     async with Sources(settings) as sources:
         with pytest.raises(SourceTooLarge):
-            await fetch(sources, f"s3://{BUCKET}/photos/cat.jpg", 100)
+            await fetch_source(sources, f"s3://{BUCKET}/photos/cat.jpg", 100)
         with pytest.raises(InvalidSource):
-            await fetch(sources, f"s3://{OTHER}/cat.jpg")
+            await fetch_source(sources, f"s3://{OTHER}/cat.jpg")
     client = await make_client(**s3.env(IMGPROXY_MAX_SRC_FILE_SIZE="100"))
     assert (await client.get(path_for(f"s3://{BUCKET}/photos/cat.jpg"))).status == 422
 

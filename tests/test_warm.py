@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 from collections import Counter
@@ -83,26 +84,22 @@ async def test_concurrency_bound_is_respected_at_the_server(server):
     assert 1 <= server.probe.peak <= 2
 
 
-async def test_429_with_retry_after_is_retried(server):
-    """A front that answers 429 (Retry-After: 0) to the first try of each URL."""
-    seen: Counter[str] = Counter()
-
+async def test_429_with_retry_after_is_retried(server, origin):
+    """A front (the test origin) that answers 429 (Retry-After: 0) to the first try of
+    each URL and passes the others on to the server."""
     async def flaky(request: web.Request) -> web.StreamResponse:
-        seen[request.path_qs] += 1
-        if seen[request.path_qs] == 1:
+        if origin.hits[request.path] == 1:
             return web.Response(status=429, headers={"Retry-After": "0"}, text="slow down")
         async with ClientSession() as session, session.get(
                 server.make_url(request.path_qs)) as upstream:
             return web.Response(status=upstream.status, body=await upstream.read())
 
-    front = web.Application()
-    front.router.add_get("/{tail:.*}", flaky)
-    async with TestServer(front, host="127.0.0.1") as front_server:
-        urls = [str(front_server.make_url(signed("/rs:fit:80:80/plain/local:///p0.jpg")))]
-        summary = await warm.warm(warm.build_jobs(urls, ["jpeg"]), retries=3)
+    origin.route("/*", flaky)
+    urls = [origin.base + signed("/rs:fit:80:80/plain/local:///p0.jpg")]
+    summary = await warm.warm(warm.build_jobs(urls, ["jpeg"]), retries=3)
     assert summary.statuses == Counter({200: 1})
     assert summary.retries == 1
-    assert list(seen.values()) == [2]
+    assert list(origin.hits.values()) == [2]
 
 
 async def test_permanent_failure_exits_nonzero_and_lists_url(server, tmp_path):
@@ -154,7 +151,6 @@ def test_retry_delay_honours_retry_after():
 
 
 def test_progress_plain_line_when_not_a_tty():
-    import io
     stream = io.StringIO()
     progress = warm.Progress(stream, interval=0)
     summary = warm.Summary()
