@@ -11,79 +11,58 @@ keep a worker from other work.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 
-from conftest import signed, wait_until
+from conftest import LOOPBACK, Origin, signed, wait_until
 from imagegen import load, photo
 from vipsgate.app import FETCHER, ORIGINALS, POOL
 
-LOOPBACK = {"IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES": "1"}
 PIECE = 16 * 1024
 
 
 @dataclass
 class Body:
-    """One origin file: its bytes, how it is sent, and where it stops."""
+    """One origin file sent in pieces: it may stop at ``hold_at`` bytes until ``gate``
+    is set (``held`` tells the test it got there), or be cut off there."""
 
     data: bytes
     declared: int | None = None  # Content-Length (None: chunked)
-    hold_at: int | None = None  # bytes sent before waiting at ``gate``
+    hold_at: int | None = None
     gate: asyncio.Event = field(default_factory=asyncio.Event)
-    held: asyncio.Event = field(default_factory=asyncio.Event)  # set when it waits there
-    cut: bool = False  # close the connection after ``hold_at`` instead of waiting
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    cut: bool = False  # close the connection at ``hold_at`` instead of waiting
 
-
-class Origin:
-    def __init__(self) -> None:
-        self.bodies: dict[str, Body] = {}
-        self.hits: Counter[str] = Counter()
-        self.base = ""
-
-    def add(self, name: str, body: Body) -> str:
-        self.bodies[name] = body
-        return f"{self.base}/{name}"
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        self.hits[name] += 1
-        body = self.bodies[name]
+    async def serve(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        if body.declared is not None:
-            response.content_length = body.declared
+        if self.declared is not None:
+            response.content_length = self.declared
         else:
             response.enable_chunked_encoding()
         await response.prepare(request)
-        hold = len(body.data) if body.hold_at is None else body.hold_at
-        await self.send(response, body.data[:hold])
-        if hold < len(body.data):
-            body.held.set()
-            if body.cut:
+        hold = len(self.data) if self.hold_at is None else self.hold_at
+        await send(response, self.data[:hold])
+        if hold < len(self.data):
+            self.held.set()
+            if self.cut:
                 assert request.transport is not None
                 request.transport.close()
                 return response
-            await body.gate.wait()
-            await self.send(response, body.data[hold:])
+            await self.gate.wait()
+            await send(response, self.data[hold:])
         await response.write_eof()
         return response
 
-    @staticmethod
-    async def send(response: web.StreamResponse, data: bytes) -> None:
-        for start in range(0, len(data), PIECE):
-            await response.write(data[start:start + PIECE])
+
+async def send(response: web.StreamResponse, data: bytes) -> None:
+    for start in range(0, len(data), PIECE):
+        await response.write(data[start:start + PIECE])
 
 
-@pytest.fixture
-async def origin(aiohttp_server) -> Origin:  # type: ignore[no-untyped-def]
-    origin = Origin()
-    app = web.Application()
-    app.router.add_get("/{name}", origin.handle)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    origin.base = f"http://127.0.0.1:{server.port}"
-    return origin
+def serve(origin: Origin, path: str, body: Body) -> str:
+    return origin.route(path, body.serve)
 
 
 def reader_positions(app: web.Application) -> list[int]:
@@ -101,7 +80,7 @@ async def test_sequential_formats_are_decoded_while_they_arrive(make_client, ori
     data = SOURCES[fmt]()
     half = len(data) // 2
     body = Body(data, declared=len(data), hold_at=half)
-    url = origin.add(f"photo.{fmt}", body)
+    url = serve(origin, f"/photo.{fmt}", body)
     client = await make_client(**LOOPBACK)
     request = asyncio.create_task(client.get(signed(f"/rs:fit:200:200/plain/{url}@png")))
     await body.held.wait()
@@ -119,7 +98,7 @@ async def test_sequential_formats_are_decoded_while_they_arrive(make_client, ori
 async def test_formats_that_need_the_whole_file_wait_for_it(make_client, origin, fmt):
     data = photo(600, 400).write_to_buffer(f".{fmt}")
     body = Body(data, declared=len(data), hold_at=len(data) // 2)
-    url = origin.add(f"photo.{fmt}", body)
+    url = serve(origin, f"/photo.{fmt}", body)
     client = await make_client(**LOOPBACK)
     request = asyncio.create_task(client.get(signed(f"/rs:fit:100:100/plain/{url}@png")))
     await body.held.wait()
@@ -133,7 +112,7 @@ async def test_formats_that_need_the_whole_file_wait_for_it(make_client, origin,
 
 async def test_a_limit_crossed_mid_stream_cuts_the_download(make_client, origin):
     data = SOURCES["jpeg"]()
-    url = origin.add("big.jpg", Body(data))  # chunked: no Content-Length to refuse early
+    url = serve(origin, "/big.jpg", Body(data))  # chunked: no Content-Length to refuse early
     client = await make_client(IMGPROXY_MAX_SRC_FILE_SIZE=str(len(data) // 3), **LOOPBACK)
     response = await client.get(signed(f"/rs:fit:100:100/plain/{url}"))
     assert response.status == 422
@@ -147,7 +126,7 @@ async def test_a_body_cut_short_is_refused_and_frees_the_worker(make_client, ori
     data = SOURCES["jpeg"]()
     body = Body(data, declared=len(data) if declared else None, hold_at=len(data) // 2,
                 cut=True)
-    url = origin.add("cut.jpg", body)
+    url = serve(origin, "/cut.jpg", body)
     client = await make_client(**LOOPBACK)
     response = await client.get(signed(f"/rs:fit:100:100/plain/{url}"))
     assert response.status == 422, await response.text()
@@ -157,7 +136,7 @@ async def test_a_body_cut_short_is_refused_and_frees_the_worker(make_client, ori
 async def test_a_stalled_body_times_out_and_frees_the_worker(make_client, origin):
     data = SOURCES["jpeg"]()
     body = Body(data, declared=len(data), hold_at=len(data) // 2)
-    url = origin.add("stall.jpg", body)
+    url = serve(origin, "/stall.jpg", body)
     client = await make_client(IMGPROXY_DOWNLOAD_TIMEOUT="0.5", **LOOPBACK)
     response = await client.get(signed(f"/rs:fit:100:100/plain/{url}"))
     assert response.status == 504, await response.text()
@@ -168,7 +147,7 @@ async def test_a_stalled_body_times_out_and_frees_the_worker(make_client, origin
 async def test_jobs_for_one_cold_source_share_its_download(make_client, origin):
     data = SOURCES["jpeg"]()
     body = Body(data, declared=len(data), hold_at=len(data) // 2)
-    url = origin.add("shared.jpg", body)
+    url = serve(origin, "/shared.jpg", body)
     client = await make_client(VIPSGATE_DEBUG_HEADERS="1", **LOOPBACK)
     requests = [asyncio.create_task(client.get(signed(f"/rs:fit:{n}:{n}/plain/{url}")))
                 for n in (100, 150, 200)]
@@ -178,24 +157,24 @@ async def test_jobs_for_one_cold_source_share_its_download(make_client, origin):
     body.gate.set()
     responses = await asyncio.gather(*requests)
     assert [r.headers["X-Result-Width"] for r in responses] == ["100", "150", "200"]
-    assert origin.hits["shared.jpg"] == 1
+    assert origin.hits["/shared.jpg"] == 1
 
 
 async def test_the_originals_cache_keeps_a_streamed_source_that_fits(make_client, origin):
     data = SOURCES["jpeg"]()
-    small = origin.add("small.jpg", Body(data, declared=len(data)))
-    big = origin.add("big.jpg", Body(data, declared=len(data)))
+    small = serve(origin, "/small.jpg", Body(data, declared=len(data)))
+    big = serve(origin, "/big.jpg", Body(data, declared=len(data)))
     client = await make_client(VIPSGATE_SOURCE_CACHE_BYTES=str(len(data) * 8 + 4096),
                                VIPSGATE_DEBUG_HEADERS="1", **LOOPBACK)
     for n in (100, 200):
         assert (await client.get(signed(f"/rs:fit:{n}:{n}/plain/{small}"))).status == 200
-    assert origin.hits["small.jpg"] == 1 and client.app[ORIGINALS].get(small).data == data
+    assert origin.hits["/small.jpg"] == 1 and client.app[ORIGINALS].get(small).data == data
     # a source over the cache's per-entry limit streams through and is not kept
     other = await make_client(VIPSGATE_SOURCE_CACHE_BYTES=str(len(data) * 4),
                               **LOOPBACK)
     for n in (100, 200):
         assert (await other.get(signed(f"/rs:fit:{n}:{n}/plain/{big}"))).status == 200
-    assert origin.hits["big.jpg"] == 2 and other.app[ORIGINALS].get(big) is None
+    assert origin.hits["/big.jpg"] == 2 and other.app[ORIGINALS].get(big) is None
 
 
 async def test_a_job_waiting_for_bytes_lends_its_worker(make_client, origin, images):
@@ -203,7 +182,7 @@ async def test_a_job_waiting_for_bytes_lends_its_worker(make_client, origin, ima
     image is processed in the meantime."""
     data = SOURCES["jpeg"]()
     body = Body(data, declared=len(data), hold_at=len(data) // 2)
-    url = origin.add("slow.jpg", body)
+    url = serve(origin, "/slow.jpg", body)
     (images / "fast.jpg").write_bytes(photo(400, 300).jpegsave_buffer())
     client = await make_client(IMGPROXY_WORKERS="1", **LOOPBACK)
     slow = asyncio.create_task(client.get(signed(f"/rs:fit:100:100/plain/{url}")))
