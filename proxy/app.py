@@ -21,6 +21,7 @@ from .cache import ByteLRU
 from .config import Settings
 from .fetch import Fetcher
 from .handler import ImageHandler, TracedHandler
+from .memory_budget import MemoryBudget, auto_limit
 from .metrics import LiveState, Metrics
 from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, trace_middleware
 from .probes import ADMISSION
@@ -56,7 +57,9 @@ def create_app(settings: Settings) -> web.Application:
     # spare threads: jobs that lend their slot while their source arrives (streaming)
     spare = min(s.requests_queue_size or 256, 256)
     sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor, spare)
-    admission = Admission(s.worker_count, s.requests_queue_size)
+    budget = MemoryBudget(auto_limit(s.result_cache_bytes + s.source_cache_bytes)
+                          if s.memory_budget < 0 else s.memory_budget)
+    admission = Admission(s.worker_count, s.requests_queue_size, budget=budget)
     mark = Asset("IMGPROXY_WATERMARK", s.watermark_data, s.watermark_path, s.watermark_url)
     verifier, tracer = Verifier(s), Tracer(s.otel)
     metrics.watch(LiveState({"result": results, "source": originals}, admission, pool,
@@ -66,7 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app[RESULTS], app[ORIGINALS] = results, originals
     app[VERIFIER], app[WATERMARK] = verifier, mark
     app.cleanup_ctx.extend([_pool, _sources, _watermark, _trimmer, _publishing])
-    fetcher = app[FETCHER] = Fetcher(sources, originals, tracer)
+    fetcher = app[FETCHER] = Fetcher(sources, originals, tracer, budget)
     handler = ImageHandler(s, verifier, Resolver(s, sources.check), results, fetcher,
                            admission, pool, Responder(s), tracer, mark)
     _routes(app, s, handler)

@@ -87,6 +87,12 @@ class ImageTooLarge(UnprocessableImage):
     public = "Source image resolution is too large"
 
 
+class TooMuchMemory(UnprocessableImage):
+    """Processing the image would need more than the whole memory budget."""
+
+    public = "Image needs more memory than the server allows"
+
+
 class UnsupportedFormat(UnprocessableImage):
     public = "Unsupported image format"
 
@@ -97,3 +103,9 @@ class TooManyRequests(ProxyError):
 
 class RequestTimeout(ProxyError):
     status, public, category = 503, "Timeout", "timeout"
+
+
+class Overloaded(ProxyError):
+    """The memory budget for work in flight is used up: try again shortly."""
+
+    status, public, category = 503, "Service overloaded", "memory"

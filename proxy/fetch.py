@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from . import formats
 from .cache import ByteLRU, Outcome
+from .memory_budget import MemoryBudget
 from .metrics import JobReport
 from .sources import Fetched, SourceMeta, SourceRef, Sources, SourceStream, check_size, download
 from .sources.stream import HEAD, Reader
@@ -30,6 +31,8 @@ class _Download:
     stream: SourceStream
     task: asyncio.Task[None]
     users: int = 0
+    reserved: int = 0  # bytes counted in ``Fetcher.retaining`` for this download
+    released: bool = False
 
 
 @dataclass
@@ -98,11 +101,14 @@ class Incoming:
 
 
 class Fetcher:
-    def __init__(self, sources: Sources, originals: ByteLRU[Fetched], tracer: Tracer) -> None:
+    def __init__(self, sources: Sources, originals: ByteLRU[Fetched], tracer: Tracer,
+                 budget: MemoryBudget | None = None) -> None:
         self.sources = sources
         self.originals = originals
         self.tracer = tracer
+        self.budget = budget
         self.downloads: dict[tuple[str, int], _Download] = {}
+        self.retaining = 0  # bytes streamed downloads may keep for the originals cache
 
     @contextlib.asynccontextmanager
     async def incoming(self, ref: SourceRef, max_bytes: int, report: JobReport,
@@ -123,7 +129,7 @@ class Fetcher:
         if active is not None and active.stream.retain and active.stream.base == 0:
             report.source_cache = Outcome.COALESCED.value
         else:
-            stream = SourceStream()
+            stream = SourceStream(budget=self.budget)
             task = asyncio.create_task(
                 download(self.sources.open(ref, max_bytes), stream, max_bytes, ref.url),
                 name=f"download {ref.url[:100]}")
@@ -145,18 +151,24 @@ class Fetcher:
                 active.task.cancel()  # nobody reads it any more
                 if self.downloads.get(key) is active:
                     del self.downloads[key]
+            self._release(key, active)
 
     def settle_retention(self, download: _Download) -> None:
         """A decoder will read the download as it arrives: keep every byte only while
-        the source can fit the originals cache (or another job may want them all)."""
+        the source can fit the originals cache, and while streamed downloads keep no
+        more than a quarter of that cache for it (or when another job wants them all)."""
         stream = download.stream
-        if download.users > 1:
+        if download.users > 1 or download.reserved:
             return
         size = stream.meta.size
-        if size is not None and size > self.originals.max_entry:
+        limit = min(self.originals.max_entry if size is None else size,
+                    self.originals.max_bytes // 4 - self.retaining)
+        if (size is not None and size > self.originals.max_entry) or limit <= 0 \
+                or (size is not None and size > limit):
             stream.retain = False
-        else:
-            stream.retain_limit = self.originals.max_entry  # an undeclared size, too
+            return
+        stream.retain_limit = download.reserved = limit
+        self.retaining += limit
 
     def _done(self, key: tuple[str, int], download: _Download) -> None:
         if self.downloads.get(key) is download:
@@ -164,3 +176,13 @@ class Fetcher:
         stream = download.stream
         if stream.retain and stream.error is None and stream.done and stream.base == 0:
             self.originals.put(key[0], Fetched(stream.whole(), stream.meta))
+        self._release(key, download)
+
+    def _release(self, key: tuple[str, int], download: _Download) -> None:
+        """Once the download ended and no job uses it, its bytes leave the budget (the
+        originals cache, bounded on its own, may still hold them)."""
+        if download.users or not download.task.done() or download.released:
+            return
+        download.released = True
+        self.retaining -= download.reserved
+        download.stream.release()

@@ -22,18 +22,19 @@ from .assets import Asset
 from .cache import ByteLRU, Outcome
 from .config import Settings
 from .errors import RequestTimeout
-from .fetch import Fetcher
+from .fetch import Fetcher, Incoming
 from .http_cache import is_conditional, make_etag
 from .metrics import TRACE, JobReport, RequestTrace
 from .negotiate import FormatPolicy, negotiate
-from .processing.pipeline import process, raw
-from .resolve import Resolved, Resolver
+from .processing.pipeline import Result, process, raw
+from .resolve import Effective, Resolved, Resolver
 from .respond import HeaderMemo, Responder
 from .results import CachedResult, ResultKey, result_key
 from .sources import Fetched
+from .sources.stream import Reader
 from .tracing import Tracer
 from .verify import Verifier
-from .workers import WorkerPool
+from .workers import Lender, WorkerPool
 
 
 class UrlMemo:
@@ -55,6 +56,7 @@ class ImageHandler:
         self.verifier, self.resolver, self.results = verifier, resolver, results
         self.fetcher, self.admission, self.pool = fetcher, admission, pool
         self.responder, self.tracer, self.watermark = responder, tracer, watermark
+        self.budget = admission.budget
         self.timeout = s.timeout
         # browsers send a handful of Accept values: parse each once
         self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
@@ -114,35 +116,47 @@ class ImageHandler:
     async def produce(self, url: Resolved, policy: FormatPolicy, key: ResultKey,
                       fetched: Fetched | None) -> CachedResult:
         """The shared job behind one result key: fetch (unless given) and process. It
-        depends on no one client's request: its waiters share the outcome. A source
-        whose format decodes sequentially is decoded while it arrives."""
+        depends on no one client's request: its waiters share the outcome."""
         e, report = url.effective, JobReport()
         deadline = time.monotonic() + self.timeout
         async with self.admission.admit(), \
                 self.fetcher.incoming(url.source, e.max_src_file_size, report, fetched) as source:
             if e.raw:  # the source as it is: a queue place (it is buffered), no worker
                 whole = await source.complete()
-                return CachedResult(raw(whole.data, e.max_svg_check_bytes), whole.meta,
-                                    make_etag(key, whole.meta, self.watermark.fingerprint),
-                                    report)
-            fmt = formats.sniff(await source.head(), e.max_svg_check_bytes)
-            started = time.perf_counter()
-            with self.tracer.span("vipsgate.process", **{"vipsgate.source.format": fmt}) as span:
-                if self.pool.lends and source.can_stream(fmt) and fmt not in e.skip_processing:
-                    reader = source.reader()
-                    result, waited = await self.pool.run_lending(
-                        reader, process, reader, e, policy, self.watermark.data, deadline)
-                else:
-                    data = (await source.complete()).data
-                    result, waited = await self.pool.run(process, data, e, policy,
-                                                         self.watermark.data, deadline)
+                result = raw(whole.data, e.max_svg_check_bytes)
+                meta = whole.meta
+            else:
+                started = time.perf_counter()
+                with self.tracer.span("vipsgate.process") as span:
+                    result, waited = await self.process(source, e, policy, deadline)
+                    meta = await source.meta()
+                    if span is not None:
+                        span.set_attribute("vipsgate.source.bytes", meta.size or 0)
                 report.stages["queue"] = waited
                 report.stages["process"] = time.perf_counter() - started - waited
-                meta = await source.meta()
-                if span is not None:
-                    span.set_attribute("vipsgate.source.bytes", meta.size or 0)
         return CachedResult(result, meta, make_etag(key, meta, self.watermark.fingerprint),
                             report)
+
+    async def process(self, source: Incoming, e: Effective, policy: FormatPolicy,
+                      deadline: float) -> tuple[Result, float]:
+        """The pixel work in a worker. A JPEG or PNG is decoded while it arrives (the
+        worker's slot is lent while bytes are awaited); other formats, and worker
+        processes, get the whole file. The decode's memory comes from the budget."""
+        mark = self.watermark.data
+        if not self.pool.lends:  # worker processes: whole bytes, no shared budget
+            whole = (await source.complete()).data
+            return await self.pool.run(process, whole, e, policy, mark, deadline)
+        fmt = formats.sniff(await source.head(), e.max_svg_check_bytes)
+        job: Reader | Lender
+        into: bytes | Reader
+        if source.can_stream(fmt) and fmt not in e.skip_processing:
+            job = into = source.reader()
+        else:
+            job, into = Lender(), (await source.complete()).data
+        reserve = functools.partial(self.budget.reserve, deadline=deadline,
+                                    waiting=lambda: job.waiting())
+        return await self.pool.run_lending(job, process, into, e, policy, mark, deadline,
+                                           reserve)
 
 
 class TracedHandler:

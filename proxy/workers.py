@@ -69,6 +69,17 @@ class Borrower(Protocol):
     def cancel(self) -> None: ...
 
 
+class Lender:
+    """A ``Borrower`` for a job whose input is in memory: it may still wait for memory
+    from the budget, lending its slot meanwhile."""
+
+    def __init__(self) -> None:
+        self.waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+
+    def cancel(self) -> None:
+        pass
+
+
 class Slot:
     """One worker slot held by one job. A job waiting for source bytes lends it out
     (``lend``, entered in the worker's thread) and takes one again when the bytes come,

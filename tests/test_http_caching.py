@@ -169,7 +169,8 @@ async def test_timed_out_last_waiter_cancels_the_job(proxy, origin):
     response = await client.get(path)
     assert response.status == 503
     app = client.server.app
-    assert app[RESULTS].in_flight == 0 and not app[FETCHER].downloads
+    assert app[RESULTS].in_flight == 0
+    await wait_until(lambda: not app[FETCHER].downloads)  # the job let go of its download
     origin.release()
     response = await client.get(path)
     assert response.status == 200 and origin.hits["/cat.jpg"] == 2

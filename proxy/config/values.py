@@ -54,6 +54,11 @@ def size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
+def size_or_auto(text: str) -> int:
+    """A size (``size``), or ``auto`` (returned as -1: derived at start-up)."""
+    return -1 if text.strip().lower() == "auto" else size(text)
+
+
 def items(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 

@@ -9,8 +9,10 @@ decodes the whole image (no shrink-on-load) and plans the geometry on what is le
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +26,7 @@ from ..errors import (
     UnprocessableImage,
     UnsupportedFormat,
 )
+from ..geometry import Plan
 from ..resolve import Effective
 from . import animation, codecs, metadata, prepare, steps, vips
 from .color import to_srgb
@@ -58,17 +61,30 @@ class Result:
     source_height: int
 
 
+class Reserve(Protocol):
+    """Holds memory for the block: ``memory_budget.MemoryBudget.reserve`` bound to the
+    job's deadline and its worker slot (may wait, or raise ``ProxyError``)."""
+
+    def __call__(self, nbytes: int) -> AbstractContextManager[None]: ...
+
+
+def _unlimited(nbytes: int) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
 def process(data: bytes | codecs.Stream, e: Effective, chooser: FormatChooser,
-            watermark: bytes | None = None, deadline: float | None = None) -> Result:
+            watermark: bytes | None = None, deadline: float | None = None,
+            reserve: Reserve = _unlimited) -> Result:
     """Turn the source (bytes, or a stream still arriving) into the encoded result.
     Raises ``ProxyError`` subclasses; a stream that failed raises its own error.
 
     ``deadline`` (``time.monotonic()``) is checked between steps: past it, the work
-    stops with ``RequestTimeout``.
+    stops with ``RequestTimeout``. ``reserve`` holds the estimated working memory of
+    the decode from the memory budget (``prepare.working_memory``).
     """
     source = codecs.Input(data)
     try:
-        return _process(source, e, chooser, watermark, deadline)
+        return _process(source, e, chooser, watermark, deadline, reserve)
     except ProxyError:
         raise
     except pyvips.Error as exc:
@@ -80,7 +96,7 @@ def process(data: bytes | codecs.Stream, e: Effective, chooser: FormatChooser,
 
 
 def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
-             watermark: bytes | None, deadline: float | None) -> Result:
+             watermark: bytes | None, deadline: float | None, reserve: Reserve) -> Result:
     head = data.head(max(e.max_svg_check_bytes, 64))
     src_format = formats.sniff(head, e.max_svg_check_bytes)
     if src_format is None:
@@ -106,6 +122,20 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
         codecs.jpeg_suspicious(size, header.width, header.height)
     fail_on = "warning" if strict else "error"
     check(deadline)
+    trimming = e.trim is not None and frames == 1
+    shrink = 1.0 if trimming else prepare.load_shrink(src_format, p, frames > 1)
+    whole = trimming or src_format not in formats.STREAMED
+    needed = prepare.working_memory(header, p, shrink, frames, (out_w, out_h), e, whole)
+    with reserve(needed):
+        return _decode(data, e, chooser, watermark, deadline, header, p, out_format, frames,
+                       shrink, fail_on)
+
+
+def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
+            watermark: bytes | None, deadline: float | None, header: prepare.Header,
+            p: Plan, out_format: str, frames: int, shrink: float, fail_on: str) -> Result:
+    """Decode (shrunk on load), run the steps, encode: the memory-heavy part."""
+    src_format = header.format
     if e.trim is not None and frames == 1:  # trim needs the whole image: no shrink-on-load
         image = codecs.load(data, src_format, thumbnail=e.enforce_thumbnail, fail_on=fail_on)
         image = trim(to_srgb(image, not e.strip_color_profile), e.trim)
@@ -115,7 +145,6 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
         out_format = chooser.choose(src_format, header.has_alpha or prepare.needs_alpha(e, p),
                                     False, out_w, out_h)
     else:
-        shrink = prepare.load_shrink(src_format, p, frames > 1)
         image = codecs.load(data, src_format, shrink=shrink, frames=frames,
                             thumbnail=e.enforce_thumbnail, fail_on=fail_on)
         raw_size = (header.width, header.height)

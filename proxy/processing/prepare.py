@@ -131,3 +131,23 @@ def needs_alpha(e: Effective, p: Plan) -> bool:
     """Transparency is expected when padding/extend adds area and no background is set."""
     return e.background is None and (p.extend_to is not None or p.aspect_to is not None
                                      or any(p.padding))
+
+
+def working_memory(header: Header, p: Plan, shrink: float, frames: int, out: tuple[int, int],
+                   e: Effective, whole: bool) -> int:
+    """An estimate of the memory this job's decode, steps and encode hold at their peak.
+
+    A sequential decode (JPEG/PNG shrunk on load, no trim) keeps a band of lines; other
+    loaders and ``trim`` hold the whole loaded image (``whole``). The scaled image is
+    copied to memory once (and once more by a step such as extend or a filter), and
+    the encoder holds at most the output's pixels.
+    """
+    image = header.image
+    bands = image.bands + (0 if header.has_alpha else 1)  # room for an added alpha
+    depth = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}.get(image.format, 4)
+    load_w = max(1, int(header.width / shrink))
+    load_h = max(1, int(header.height / shrink))
+    decoded = load_w * load_h if whole else load_w * min(load_h, 256)
+    scaled_w, scaled_h = scaled_size(p, *header.shown)
+    pixels = decoded * depth + 2 * scaled_w * scaled_h + out[0] * out[1]
+    return int(pixels * bands * frames * 1.25) + (4 << 20)

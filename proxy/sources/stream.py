@@ -16,12 +16,21 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
+from typing import Protocol
 
 from ..errors import ProxyError, SourceTooLarge
 from .base import SourceMeta
 
 WINDOW = 1024 * 1024  # bytes a non-retaining stream holds ahead of its slowest reader
 HEAD = 64 * 1024  # bytes looked at to sniff the format (and the SVG check)
+
+
+class Budget(Protocol):
+    """Counts bytes held in memory (``memory_budget.MemoryBudget``)."""
+
+    def hold(self, nbytes: int) -> None: ...
+
+    def give(self, nbytes: int) -> None: ...
 
 
 class StreamFailed(Exception):
@@ -41,12 +50,13 @@ def _no_wait() -> ContextManager[None]:
 
 class SourceStream:
     def __init__(self, meta: SourceMeta | None = None, retain: bool = True,
-                 window: int = WINDOW) -> None:
+                 window: int = WINDOW, budget: Budget | None = None) -> None:
         self.meta = meta or SourceMeta()  # validators; ``size`` = the declared length
         self.headers = meta is not None  # the response's headers have arrived
         self.retain = retain
         self.retain_limit = 0  # > 0: stop retaining once more than this has arrived
         self.window = window
+        self.budget = budget  # counts the bytes held (``memory_budget.MemoryBudget``)
         self.chunks: list[bytes] = []
         self.base = 0  # offset of ``chunks[0]`` (bytes before it were dropped)
         self.received = 0  # bytes written so far
@@ -78,6 +88,8 @@ class SourceStream:
 
     async def write(self, chunk: bytes) -> None:
         """Append ``chunk``; without retention, wait while the window is full."""
+        if self.budget is not None:
+            self.budget.hold(len(chunk))
         with self._lock:
             self.chunks.append(chunk)
             self.received += len(chunk)
@@ -190,8 +202,20 @@ class SourceStream:
         if self.retain or not self.readers:
             return
         floor = min(r.position for r in self.readers)
+        dropped = 0
         while self.chunks and self.base + len(self.chunks[0]) <= floor:
+            dropped += len(self.chunks[0])
             self.base += len(self.chunks.pop(0))
+        if dropped and self.budget is not None:
+            self.budget.give(dropped)
+
+    def release(self) -> None:
+        """Forget every byte (the stream is done with): the budget gets them back."""
+        with self._lock:
+            held = self.received - self.base
+            self.chunks, self.base = [], self.received
+        if held and self.budget is not None:
+            self.budget.give(held)
 
 
 class Reader:

@@ -1,0 +1,108 @@
+"""The memory budget: downloads and decodes are counted, waits and refusals are clean,
+and every byte counted comes back when the work ends, whatever the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from conftest import LOOPBACK, signed, wait_until
+from imagegen import jpeg, photo
+from vipsgate.app import FETCHER
+from vipsgate.errors import RequestTimeout, TooMuchMemory
+from vipsgate.memory_budget import MemoryBudget, auto_limit
+from vipsgate.probes import ADMISSION
+
+
+def test_a_reservation_waits_until_memory_is_given_back():
+    budget = MemoryBudget(100)
+    budget.hold(80)
+    done = threading.Event()
+
+    def decoder() -> None:
+        with budget.reserve(50, deadline=time.monotonic() + 10):
+            done.set()
+
+    thread = threading.Thread(target=decoder)
+    thread.start()
+    assert not done.wait(0.05)  # 80 + 50 > 100: it waits
+    budget.give(80)
+    thread.join(10)
+    assert done.is_set() and budget.used == 0 and budget.peak == 80
+
+
+def test_what_can_never_fit_is_refused_and_a_deadline_ends_the_wait():
+    budget = MemoryBudget(100)
+    with pytest.raises(TooMuchMemory), budget.reserve(101, deadline=None):
+        pass
+    budget.hold(100)
+    with pytest.raises(RequestTimeout), budget.reserve(10, deadline=time.monotonic() + 0.05):
+        pass
+    assert budget.used == 100 and budget.over
+
+
+def test_auto_limit_follows_the_cgroup(tmp_path):
+    limit = tmp_path / "memory.max"
+    limit.write_text("max\n")
+    assert auto_limit(0, str(limit)) == 0
+    limit.write_text(str(512 * 2**20))
+    assert auto_limit(192 * 2**20, str(limit)) == (512 - 192 - 128) * 2**20 * 3 // 4
+    assert auto_limit(0, str(tmp_path / "missing")) == 0
+
+
+async def test_every_counted_byte_comes_back(make_client, origin, images):
+    """Streamed, buffered, cached, refused, cut and cancelled work: afterwards the budget
+    is back at zero (a leak in the accounting would slowly refuse all work)."""
+    big = photo(1600, 1200).jpegsave_buffer(Q=90)
+    origin.add("/a.jpg", big)
+    origin.add("/b.webp", photo(400, 300).webpsave_buffer())
+    origin.add("/stall.jpg", big[:len(big) // 2], hold_body=True,  # then stalls
+               **{"Content-Length": str(len(big))})
+    (images / "c.png").write_bytes(photo(300, 200).pngsave_buffer())
+    client = await make_client(VIPSGATE_MEMORY_BUDGET="256MiB", IMGPROXY_DOWNLOAD_TIMEOUT="1",
+                               VIPSGATE_SOURCE_CACHE_BYTES=str(len(big) * 2), **LOOPBACK)
+    budget = client.app[ADMISSION].budget
+    origin.release()
+    urls = [f"/rs:fit:{n}:{n}/plain/{origin.base}/a.jpg" for n in (50, 60)] + [
+        f"/rs:fit:40:40/plain/{origin.base}/b.webp", "/rs:fit:30:30/plain/local:///c.png",
+        f"/rs:fit:30:30/plain/{origin.base}/stall.jpg",
+        f"/rs:fit:30:30/plain/{origin.base}/missing.jpg"]
+    statuses = [(await client.get(signed(url))).status for url in urls]
+    assert statuses == [200, 200, 200, 200, 504, 404]
+    assert budget.peak > 0
+    await wait_until(lambda: budget.used == 0 and not client.app[FETCHER].downloads)
+
+
+async def test_a_decode_that_can_never_fit_is_422_and_a_full_budget_is_503(make_client,
+                                                                          images):
+    (images / "big.jpg").write_bytes(jpeg(3000, 2000))
+    client = await make_client(VIPSGATE_MEMORY_BUDGET="8MiB")
+    response = await client.get(signed("/rs:fit:2000:2000/plain/local:///big.jpg"))
+    assert response.status == 422 and "memory" in (await response.text()).lower()
+    budget = client.app[ADMISSION].budget
+    budget.hold(budget.limit)  # held by other work
+    try:
+        refused = await client.get(signed("/rs:fit:20:20/plain/local:///big.jpg"))
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+        assert (await client.get("/health")).status == 200
+    finally:
+        budget.give(budget.limit)
+    assert (await client.get(signed("/rs:fit:20:20/plain/local:///big.jpg"))).status == 200
+
+
+async def test_a_decode_waits_for_memory_without_holding_its_worker(make_client, images):
+    (images / "a.jpg").write_bytes(jpeg(800, 600))
+    (images / "b.jpg").write_bytes(jpeg(80, 60))
+    client = await make_client(VIPSGATE_MEMORY_BUDGET="64MiB", IMGPROXY_WORKERS="1")
+    budget = client.app[ADMISSION].budget
+    budget.hold(budget.limit - (5 << 20))  # room for a small decode only
+    waiting = asyncio.create_task(client.get(signed("/rs:fit:700:700/plain/local:///a.jpg")))
+    await wait_until(lambda: budget.used == budget.limit - (5 << 20)
+                     and client.app[ADMISSION].admitted == 1)
+    small = await client.get(signed("/rs:fit:10:10/plain/local:///b.jpg"))
+    assert small.status == 200 and not waiting.done()  # the worker was free for it
+    budget.give(budget.limit - (5 << 20))
+    assert (await waiting).status == 200
