@@ -61,10 +61,13 @@ class Incoming:
         return self.stream.head(size)
 
     def can_stream(self, fmt: str | None) -> bool:
-        """Whether a decoder may read this source while it arrives."""
+        """Whether a decoder should read this source while it arrives: its format
+        decodes sequentially and it has not all arrived yet (then plain bytes are
+        cheaper: libvips reads a stream a few KiB per call)."""
         info = formats.REGISTRY.get(fmt or "")
-        return self.stream is not None and info is not None and info.stream \
-            and self.stream.base == 0
+        stream = self.stream
+        return stream is not None and info is not None and info.stream \
+            and stream.base == 0 and not stream.done
 
     def reader(self) -> Reader:
         """A cursor for a decoder in a worker thread; the download stops keeping bytes
