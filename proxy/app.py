@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     spare = min(s.requests_queue_size or 256, 256)
     sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor, spare)
     budget = MemoryBudget(auto_limit(s.result_cache_bytes + s.source_cache_bytes)
-                          if s.memory_budget < 0 else s.memory_budget)
+                          if s.memory_budget == "auto" else int(s.memory_budget))
     admission = Admission(s.worker_count, s.requests_queue_size, budget=budget)
     mark = Asset("IMGPROXY_WATERMARK", s.watermark_data, s.watermark_path, s.watermark_url)
     verifier, tracer = Verifier(s), Tracer(s.otel)

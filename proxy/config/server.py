@@ -39,11 +39,11 @@ class ServerSettings:
     requests_queue_size: int = setting(
         64, "IMGPROXY_REQUESTS_QUEUE_SIZE", parse=integer(0),
         doc="Requests waiting for a worker before 429 (0 = unbounded; imgproxy's default)")
-    memory_budget: int = setting(
-        -1, "VIPSGATE_MEMORY_BUDGET", parse=size_or_auto,
+    memory_budget: int | str = setting(
+        "auto", "VIPSGATE_MEMORY_BUDGET", parse=size_or_auto,
         doc="Memory for work in flight: source bytes held by downloads plus images being "
-            "decoded; past it new work gets 503 and decoders wait. `auto` (-1) = 3/4 of "
-            "the cgroup memory limit left after the caches and 128 MiB (none without a "
+            "decoded; past it new work gets 503 and decoders wait. `auto` = 3/4 of the "
+            "cgroup memory limit left after the caches and 128 MiB (none without a "
             "limit); 0 = off")
     timeout: float = setting(10.0, "IMGPROXY_TIMEOUT", parse=number(0.1),
                              doc="Deadline for a whole request in seconds (503 after it)")

@@ -54,9 +54,9 @@ def size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def size_or_auto(text: str) -> int:
-    """A size (``size``), or ``auto`` (returned as -1: derived at start-up)."""
-    return -1 if text.strip().lower() == "auto" else size(text)
+def size_or_auto(text: str) -> int | str:
+    """A size (``size``), or ``auto`` (derived at start-up)."""
+    return "auto" if text.strip().lower() == "auto" else size(text)
 
 
 def items(text: str) -> tuple[str, ...]:
