@@ -1,7 +1,7 @@
 """Encoders for the output formats the libvips wheel cannot write: BMP, ICO, JPEG XL.
 
 Same signature as the libvips savers in ``codecs.py``. BMP is written by Pillow
-(1-band grey stays an 8-bit grey BMP, alpha a 32-bit one), ICO as imgproxy
+(1-band grey stays an 8-bit grey BMP), or with alpha as a 32-bit V4 BMP, ICO as imgproxy
 writes it (one PNG entry behind a 22-byte directory; ``format_limits`` keeps it
 within 256 px), JPEG XL by pillow-jxl-plugin (libjxl). BMP and the JPEG XL
 encoder carry no ICC profile, so a kept profile is applied to the pixels first.
@@ -43,11 +43,23 @@ def _pillow(image: pyvips.Image) -> Any:
 
 def save_bmp(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
     image = _profile_applied(image)
-    if image.bands == 2:  # BMP has no grey + alpha
-        image = image.colourspace("srgb")
+    if image.hasalpha():
+        return _bmp_with_alpha(image.colourspace("srgb").cast("uchar"))
     out = io.BytesIO()
-    _pillow(image).save(out, "BMP")
+    _pillow(image).save(out, "BMP")  # 8-bit grey (a grey palette) or 24-bit
     return out.getvalue()
+
+
+def _bmp_with_alpha(image: pyvips.Image) -> bytes:
+    """32-bit BMP with a BITMAPV4HEADER and an alpha mask (BI_BITFIELDS), as imgproxy
+    writes it: readers ignore the fourth byte of a plain 32-bit BMP."""
+    bgra = image[2].bandjoin([image[1], image[0], image[3]]).flipver()  # bottom-up rows
+    pixels = bytes(bgra.write_to_memory())
+    info = struct.pack("<IiiHHIIiiII4I4s36s3I", 108, image.width, image.height, 1, 32, 3,
+                       len(pixels), 2835, 2835, 0, 0, 0x00FF0000, 0x0000FF00, 0x000000FF,
+                       0xFF000000, b"BGRs", b"", 0, 0, 0)
+    head = b"BM" + struct.pack("<IHHI", 14 + len(info) + len(pixels), 0, 0, 14 + len(info))
+    return head + info + pixels
 
 
 def save_ico(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
@@ -71,5 +83,5 @@ def save_jxl(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
     exif = None
     if "exif" in keep.split(":") and image.get_typeof("exif-data"):
         exif = bytes(image.get("exif-data")).removeprefix(b"Exif\x00\x00") or None
-    return bytes(encoder(image.write_to_memory(), image.width, image.height,
+    return bytes(encoder(bytes(image.write_to_memory()), image.width, image.height,
                          jpeg_encode=False, exif=exif))
