@@ -36,7 +36,7 @@ class ProcessingSettings:
     auto_rotate: bool = setting(True, "IMGPROXY_AUTO_ROTATE", parse=boolean,
                                 doc="Apply EXIF orientation by default")
     enforce_thumbnail: bool = setting(False, "IMGPROXY_ENFORCE_THUMBNAIL", parse=boolean,
-                                      doc="Use the thumbnail embedded in HEIC/AVIF")
+                                      doc="Use the thumbnail embedded in AVIF (not HEIC)")
     return_attachment: bool = setting(False, "IMGPROXY_RETURN_ATTACHMENT", parse=boolean,
                                       doc="`Content-Disposition: attachment` by default")
     avif_speed: int = setting(8, "IMGPROXY_AVIF_SPEED", parse=integer(0, 9),
