@@ -12,6 +12,9 @@ import csv
 import time
 
 import pytest
+from PIL import Image
+
+from conftest import process_url, signed
 from formatgen import (
     BLUE,
     RED,
@@ -26,12 +29,10 @@ from formatgen import (
     jxl_bomb,
     marked,
     photo_pil,
+    pil,
     saved,
 )
-from PIL import Image
-
-from conftest import process_url, signed
-from imagegen import load
+from imagegen import load, photo
 from vipsgate.errors import ImageTooLarge, UnprocessableImage, UnsupportedFormat
 from vipsgate.processing import foreign_headers
 
@@ -118,6 +119,18 @@ def test_heic_alpha_is_kept():
     assert result.format == "png"  # no format asked, alpha: PNG
     out = load(result.data)
     assert out.hasalpha() and out(5, 5)[3] == 255 and out(35, 5)[3] == 0
+
+
+def test_heic_icc_profile_is_applied():
+    """A Display P3 HEIC is converted to sRGB with its embedded profile."""
+    p3 = photo(96, 64).icc_transform("p3", input_profile="srgb")
+    profile = bytes(load(p3.pngsave_buffer(keep="icc")).get("icc-profile-data"))
+    im = pil(p3)
+    im.info["icc_profile"] = profile
+    out = load(process_url(heic(im, quality=95), "", "png").data)
+    assert not out.get_typeof("icc-profile-data")
+    want, raw = photo(96, 64).avg(), p3.avg()
+    assert abs(out.avg() - want) < abs(out.avg() - raw) and abs(out.avg() - want) < 2.5
 
 
 def test_heic_10_bit_becomes_8_bit():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from formatgen import photo_pil, saved
 from PIL import Image
 
 from conftest import process_url, signed
+from formatgen import photo_pil, saved
 from imagegen import jpeg, load, png_alpha
 
 CHROME = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
