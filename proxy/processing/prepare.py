@@ -15,7 +15,7 @@ from .. import formats
 from ..errors import ImageTooLarge
 from ..geometry import Plan, plan, result_size, scaled_size
 from ..resolve import Effective
-from . import codecs
+from . import codecs, foreign_load
 
 VECTOR_MAX_SIDE = 16384  # librsvg renders tile by tile: the cost grows with the side too
 
@@ -25,7 +25,7 @@ class Header:
     """What the source's header says, before decoding."""
 
     format: str
-    image: pyvips.Image  # opened, not decoded
+    image: pyvips.Image | None  # opened, not decoded (None: read by ``foreign_load``)
     width: int  # as stored (before EXIF rotation)
     height: int
     frames: int  # frames that would be kept (up to ``max_animation_frames``)
@@ -43,11 +43,23 @@ class Header:
 
 
 def inspect(data: bytes, fmt: str, e: Effective) -> Header:
+    if fmt in foreign_load.FORMATS:  # one still image, already oriented by its decoder
+        declared = foreign_load.probe(data, fmt)
+        return Header(fmt, None, declared.width, declared.height, 1, declared.alpha, 1)
     image = codecs.load(data, fmt, thumbnail=e.enforce_thumbnail)
     pages = image.get("n-pages") if image.get_typeof("n-pages") else 1
     frames = min(pages, e.max_animation_frames) if fmt in formats.ANIMATED else 1
     return Header(fmt, image, image.width, image.height, frames, image.hasalpha(),
                   orientation(image, e))
+
+
+def stored_size(data: bytes, fmt: str) -> tuple[int, int]:
+    """The size the header declares (for ``skip_processing``), nothing decoded."""
+    if fmt in foreign_load.FORMATS:
+        declared = foreign_load.probe(data, fmt)
+        return declared.width, declared.height
+    image = codecs.load(data, fmt)
+    return image.width, image.height
 
 
 def orientation(header: pyvips.Image, e: Effective) -> int:
