@@ -35,12 +35,12 @@ REGISTRY: dict[str, Format] = {f.name: f for f in (
            quality=True),
     Format("avif", "image/avif", "avif", load=True, save=True, alpha=True, quality=True),
     Format("gif", "image/gif", "gif", load=True, save=True, alpha=True, animation=True),
-    Format("ico", "image/x-icon", "ico"),
+    Format("ico", "image/x-icon", "ico", load=True, save=True, alpha=True),
     Format("svg", "image/svg+xml", "svg", load=True),
-    Format("heic", "image/heif", "heic"),
-    Format("bmp", "image/bmp", "bmp"),
+    Format("heic", "image/heif", "heic", load=True),
+    Format("bmp", "image/bmp", "bmp", load=True, save=True, alpha=True),
     Format("tiff", "image/tiff", "tif", load=True, save=True, alpha=True, quality=True),
-    Format("jxl", "image/jxl", "jxl", quality=True),
+    Format("jxl", "image/jxl", "jxl", load=True, save=True, alpha=True, quality=True),
 )}
 ALIASES = {"jpg": "jpeg"}
 #: every format name a URL may use (output support is checked when processing)

@@ -61,7 +61,8 @@ class ImageHandler:
         # browsers send a handful of Accept values: parse each once
         self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
             negotiate, auto_webp=s.auto_webp, auto_avif=s.auto_avif,
-            enforce_webp=s.enforce_webp, enforce_avif=s.enforce_avif))
+            enforce_webp=s.enforce_webp, enforce_avif=s.enforce_avif, auto_jxl=s.auto_jxl,
+            enforce_jxl=s.enforce_jxl))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         trace = request[TRACE]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PREFERRED_SOURCE_FORMATS = ("jpeg", "png", "gif")
-_MODERN = ("avif", "webp")  # preference order when several are allowed
+_MODERN = ("jxl", "avif", "webp")  # preference order when several are allowed (imgproxy's)
 
 
 def accepted_types(accept: str) -> dict[str, float]:
@@ -33,14 +33,14 @@ def accepted_types(accept: str) -> dict[str, float]:
     return result
 
 
-def modern_formats(accept: str, webp: bool, avif: bool) -> tuple[str, ...]:
+def modern_formats(accept: str, webp: bool, avif: bool, jxl: bool = False) -> tuple[str, ...]:
     """The enabled modern formats the client explicitly accepts, best first.
 
-    Only an explicit ``image/avif`` / ``image/webp`` counts: ``*/*`` and
-    ``image/*`` do not mean the browser can decode them.
+    Only an explicit ``image/jxl`` / ``image/avif`` / ``image/webp`` counts: ``*/*``
+    and ``image/*`` do not mean the browser can decode them.
     """
     types = accepted_types(accept) if accept else {}
-    enabled = {"avif": avif, "webp": webp}
+    enabled = {"jxl": jxl, "avif": avif, "webp": webp}
     usable = [f for f in _MODERN if enabled[f] and types.get(f"image/{f}", 0.0) > 0]
     # the client's q-values order them; equal q-values keep our order (AVIF first)
     return tuple(sorted(usable, key=lambda f: -types[f"image/{f}"]))
@@ -67,6 +67,8 @@ class FormatPolicy:
         for fmt in self.accepted:
             if fmt == "avif" and (animated or min(width, height) < 16):
                 continue  # no animated AVIF output; AVIF needs 16px
+            if fmt == "jxl" and animated:
+                continue  # no animated JPEG XL output
             return fmt
         if self.explicit:
             return self.explicit
@@ -78,11 +80,14 @@ class FormatPolicy:
 
 
 def negotiate(explicit: str | None, accept: str, *, auto_webp: bool, auto_avif: bool,
-              enforce_webp: bool, enforce_avif: bool) -> FormatPolicy:
+              enforce_webp: bool, enforce_avif: bool, auto_jxl: bool = False,
+              enforce_jxl: bool = False) -> FormatPolicy:
     """Build the policy for one request."""
-    negotiating = auto_webp or auto_avif or enforce_webp or enforce_avif
+    enforcing = enforce_webp or enforce_avif or enforce_jxl
+    negotiating = auto_webp or auto_avif or auto_jxl or enforcing
     if explicit:
-        enforced = modern_formats(accept, enforce_webp, enforce_avif)
-        return FormatPolicy(explicit, enforced, bool(enforced), enforce_webp or enforce_avif)
-    accepted = modern_formats(accept, auto_webp or enforce_webp, auto_avif or enforce_avif)
+        enforced = modern_formats(accept, enforce_webp, enforce_avif, enforce_jxl)
+        return FormatPolicy(explicit, enforced, bool(enforced), enforcing)
+    accepted = modern_formats(accept, auto_webp or enforce_webp, auto_avif or enforce_avif,
+                              auto_jxl or enforce_jxl)
     return FormatPolicy(None, accepted, False, negotiating)

@@ -64,6 +64,7 @@ class Effective:
     keep_copyright: bool
     avif_speed: int
     webp_effort: int
+    jxl_effort: int
     jpeg_progressive: bool
     png_interlaced: bool
     skip_processing: tuple[str, ...]
@@ -116,7 +117,7 @@ def resolve(o: ProcessingOptions, s: Any) -> Effective:
         format_quality=tuple(quality.items()), max_bytes=o.max_bytes,
         strip_metadata=pick(o.strip_metadata, s.strip_metadata),
         keep_copyright=pick(o.keep_copyright, s.keep_copyright),
-        avif_speed=s.avif_speed, webp_effort=s.webp_effort,
+        avif_speed=s.avif_speed, webp_effort=s.webp_effort, jxl_effort=s.jxl_effort,
         jpeg_progressive=s.jpeg_progressive, png_interlaced=s.png_interlaced,
         skip_processing=o.skip_processing or s.skip_processing_formats,
         raw=o.raw, cachebuster=o.cachebuster,

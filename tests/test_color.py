@@ -1,4 +1,5 @@
-"""Colour: CMYK, ICC-tagged, 16-bit and grey sources come out as 8-bit sRGB.
+"""Colour: CMYK, ICC-tagged and 16-bit sources come out as 8-bit sRGB, grey ones as
+8-bit grey (``test_grey.py`` has the grey cases through every step).
 
 The reference for "correct" is libvips itself: ``icc_transform("srgb")`` of
 the same source, compared on the mean colour of each band.
@@ -82,7 +83,7 @@ def test_16_bit_png_becomes_8_bit():
 
 
 @pytest.mark.parametrize("bits", [8, 16])
-def test_grey_with_alpha_becomes_srgb_with_alpha(bits):
+def test_grey_with_alpha_stays_8_bit_grey_with_alpha(bits):
     grey = pyvips.Image.black(40, 30) + 90
     alpha = pyvips.Image.xyz(40, 30)[0] * 6
     image = grey.bandjoin(alpha).cast("uchar").copy(interpretation="b-w")
@@ -90,8 +91,8 @@ def test_grey_with_alpha_becomes_srgb_with_alpha(bits):
         image = (image.cast("ushort") * 257).copy(interpretation="grey16")
     data = image.pngsave_buffer(bitdepth=bits)
     out = run(data)
-    assert out.bands == 4 and out.format == "uchar"
-    assert [round(v) for v in out(20, 10)] == [90, 90, 90, 120]
+    assert out.bands == 2 and out.format == "uchar" and out.interpretation == "b-w"
+    assert [round(v) for v in out(20, 10)] == [90, 120]
 
 
 def test_broken_profile_falls_back_to_plain_conversion():
@@ -106,11 +107,22 @@ def test_broken_profile_falls_back_to_plain_conversion():
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", ["jpeg-cmyk.jpg", "jpeg-icc-adobe-rgb.jpg",
                                   "png-icc-display-p3.png", "png-icc-prophoto.png",
-                                  "jpeg-grayscale-icc-gray-gamma22.jpg", "tiff-cmyk-jpeg.tif"])
+                                  "tiff-cmyk-jpeg.tif"])
 def test_corpus_sources_match_libvips_reference(corpus, name):
     source = pyvips.Image.new_from_file(str(corpus / name))
     reference = source.icc_transform("srgb", embedded=True)
     assert_matches_reference(run((corpus / name).read_bytes()), reference)
+
+
+@pytest.mark.corpus
+def test_grey_icc_source_becomes_sgrey(corpus):
+    """A Gray Gamma 2.2 profile is applied (to sGrey) and dropped; the result stays grey."""
+    data = (corpus / "jpeg-grayscale-icc-gray-gamma22.jpg").read_bytes()
+    source = load(data)
+    out = run(data)
+    assert out.bands == 1 and out.interpretation == "b-w" and not out.get_typeof(ICC)
+    reference = source.icc_transform("sgrey", embedded=True)
+    assert abs(out.avg() - reference.avg()) <= 1.0
 
 
 @pytest.mark.corpus
@@ -119,6 +131,7 @@ def test_corpus_sources_match_libvips_reference(corpus, name):
 def test_corpus_16_bit_sources_become_8_bit(corpus, name):
     source = pyvips.Image.new_from_file(str(corpus / name))
     out = run((corpus / name).read_bytes())
-    assert out.format == "uchar" and out.interpretation == "srgb"
+    grey = source.interpretation == "grey16"
+    assert out.format == "uchar" and out.interpretation == ("b-w" if grey else "srgb")
     reference = source.colourspace("srgb")
-    assert_matches_reference(out, reference, tol=1.0)
+    assert_matches_reference(out.colourspace("srgb"), reference, tol=1.0)

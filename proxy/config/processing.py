@@ -23,6 +23,10 @@ class ProcessingSettings:
                                  doc="Like AUTO_WEBP, and overrides an explicit format too")
     enforce_avif: bool = setting(False, "IMGPROXY_ENFORCE_AVIF", parse=boolean,
                                  doc="Like AUTO_AVIF, and overrides an explicit format too")
+    auto_jxl: bool = setting(False, "IMGPROXY_AUTO_JXL", parse=boolean,
+                             doc="Answer JPEG XL when `Accept` allows it and no format is given")
+    enforce_jxl: bool = setting(False, "IMGPROXY_ENFORCE_JXL", parse=boolean,
+                                doc="Like AUTO_JXL, and overrides an explicit format too")
     strip_metadata: bool = setting(True, "IMGPROXY_STRIP_METADATA", parse=boolean,
                                    doc="Strip EXIF/XMP/IPTC by default")
     keep_copyright: bool = setting(True, "IMGPROXY_KEEP_COPYRIGHT", parse=boolean,
@@ -32,13 +36,15 @@ class ProcessingSettings:
     auto_rotate: bool = setting(True, "IMGPROXY_AUTO_ROTATE", parse=boolean,
                                 doc="Apply EXIF orientation by default")
     enforce_thumbnail: bool = setting(False, "IMGPROXY_ENFORCE_THUMBNAIL", parse=boolean,
-                                      doc="Use the thumbnail embedded in HEIC/AVIF")
+                                      doc="Use the thumbnail embedded in AVIF (not HEIC)")
     return_attachment: bool = setting(False, "IMGPROXY_RETURN_ATTACHMENT", parse=boolean,
                                       doc="`Content-Disposition: attachment` by default")
     avif_speed: int = setting(8, "IMGPROXY_AVIF_SPEED", parse=integer(0, 9),
                               doc="AVIF encoder speed 0 (slow, small) .. 9 (fast)")
     webp_effort: int = setting(4, "IMGPROXY_WEBP_EFFORT", parse=integer(0, 6),
                                doc="WebP encoder effort 0 (fast) .. 6 (small)")
+    jxl_effort: int = setting(4, "IMGPROXY_JXL_EFFORT", parse=integer(1, 9),
+                              doc="JPEG XL encoder effort 1 (fast) .. 9 (small)")
     jpeg_progressive: bool = setting(False, "IMGPROXY_JPEG_PROGRESSIVE", parse=boolean,
                                      doc="Write progressive JPEG")
     png_interlaced: bool = setting(False, "IMGPROXY_PNG_INTERLACED", parse=boolean,

@@ -2,7 +2,9 @@
 
 Every format the registry marks ``load`` has a loader here and every ``save``
 format a saver (a test checks both ways). A source is always opened with the
-loader of its sniffed format, never with a guessing one.
+loader of its sniffed format, never with a guessing one. Formats the libvips
+wheel cannot read or write (HEIC, BMP, ICO, JPEG XL) are bound to
+``foreign_load`` / ``foreign_save`` here, by format.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pyvips
 
 from .. import formats
 from ..errors import UnsupportedFormat
+from . import foreign_load, foreign_save
 
 LOADERS: dict[str, Callable[..., pyvips.Image]] = {
     "jpeg": pyvips.Image.jpegload_buffer, "png": pyvips.Image.pngload_buffer,
@@ -87,6 +90,8 @@ def load(data: Input, fmt: str, shrink: float = 1.0, frames: int = 1,
     ``fail_on="error"`` turns truncated and corrupt files into errors (422)
     instead of libvips' default grey fill.
     """
+    if fmt in foreign_load.FORMATS:  # whole-file decoders: no shrink, one frame
+        return foreign_load.decode(data.whole(), fmt)
     kwargs: dict[str, Any] = {"access": "sequential", "fail_on": fail_on}
     if fmt == "jpeg" and shrink >= 2:
         kwargs["shrink"] = 8 if shrink >= 8 else 4 if shrink >= 4 else 2
@@ -153,7 +158,8 @@ def _tiff(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
 
 
 SAVERS: dict[str, Saver] = {"jpeg": _jpeg, "png": _png, "webp": _webp, "avif": _avif,
-                            "gif": _gif, "tiff": _tiff}
+                            "gif": _gif, "tiff": _tiff, "bmp": foreign_save.save_bmp,
+                            "ico": foreign_save.save_ico, "jxl": foreign_save.save_jxl}
 
 
 def save(image: pyvips.Image, fmt: str, quality: int, keep: str, e: Any) -> bytes:

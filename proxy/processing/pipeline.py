@@ -28,8 +28,8 @@ from ..errors import (
 )
 from ..geometry import Plan
 from ..resolve import Effective
-from . import animation, codecs, metadata, prepare, steps, vips
-from .color import to_srgb
+from . import animation, codecs, format_limits, metadata, prepare, steps, vips
+from .color import to_standard
 from .steps import Context, Step
 from .trim import trim
 
@@ -138,7 +138,7 @@ def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
     src_format = header.format
     if e.trim is not None and frames == 1:  # trim needs the whole image: no shrink-on-load
         image = codecs.load(data, src_format, thumbnail=e.enforce_thumbnail, fail_on=fail_on)
-        image = trim(to_srgb(image, not e.strip_color_profile), e.trim)
+        image = trim(to_standard(image, not e.strip_color_profile), e.trim)
         raw_size = (image.width, image.height)
         shown = prepare.oriented(*raw_size, header.orientation)
         p, out_w, out_h = prepare.geometry(e, *shown, header.vector)
@@ -154,7 +154,7 @@ def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
                                      lambda frame, c: run(frame, c, STEPS, deadline))
     else:
         image = run(image, ctx, STEPS, deadline)
-    image = steps.finalize(image, ctx)
+    image, out_format = format_limits.settle(steps.finalize(image, ctx), out_format)
     encoded = encode(image, out_format, e)
     height = image.get("page-height") if frames > 1 else image.height
     return Result(encoded, out_format, image.width, height, src_format, *header.shown)
@@ -199,8 +199,7 @@ def skip(data: bytes, fmt: str, e: Effective) -> Result:
     """
     width = height = 0
     if fmt in formats.LOADABLE:
-        header = codecs.load(codecs.Input(data), fmt)
-        width, height = header.width, header.height
+        width, height = prepare.stored_size(data, fmt)
         prepare.check_resolution(width, height, 1, e)
     return Result(data, fmt, width, height, fmt, width, height)
 

@@ -15,7 +15,7 @@ from .. import formats
 from ..errors import ImageTooLarge
 from ..geometry import Plan, plan, result_size, scaled_size
 from ..resolve import Effective
-from . import codecs
+from . import codecs, foreign_load
 
 VECTOR_MAX_SIDE = 16384  # librsvg renders tile by tile: the cost grows with the side too
 
@@ -25,7 +25,7 @@ class Header:
     """What the source's header says, before decoding."""
 
     format: str
-    image: pyvips.Image  # opened, not decoded
+    image: pyvips.Image | None  # opened, not decoded (None: read by ``foreign_load``)
     width: int  # as stored (before EXIF rotation)
     height: int
     frames: int  # frames that would be kept (up to ``max_animation_frames``)
@@ -43,11 +43,23 @@ class Header:
 
 
 def inspect(data: codecs.Input, fmt: str, e: Effective) -> Header:
+    if fmt in foreign_load.FORMATS:  # one still image, already oriented by its decoder
+        declared = foreign_load.probe(data.whole(), fmt)
+        return Header(fmt, None, declared.width, declared.height, 1, declared.alpha, 1)
     image = codecs.load(data, fmt, thumbnail=e.enforce_thumbnail)
     pages = image.get("n-pages") if image.get_typeof("n-pages") else 1
     frames = min(pages, e.max_animation_frames) if fmt in formats.ANIMATED else 1
     return Header(fmt, image, image.width, image.height, frames, image.hasalpha(),
                   orientation(image, e))
+
+
+def stored_size(data: bytes, fmt: str) -> tuple[int, int]:
+    """The size the header declares (for ``skip_processing``), nothing decoded."""
+    if fmt in foreign_load.FORMATS:
+        declared = foreign_load.probe(data, fmt)
+        return declared.width, declared.height
+    image = codecs.load(codecs.Input(data), fmt)
+    return image.width, image.height
 
 
 def orientation(header: pyvips.Image, e: Effective) -> int:
@@ -143,8 +155,11 @@ def working_memory(header: Header, p: Plan, shrink: float, frames: int, out: tup
     the encoder holds at most the output's pixels.
     """
     image = header.image
-    bands = image.bands + (0 if header.has_alpha else 1)  # room for an added alpha
-    depth = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}.get(image.format, 4)
+    if image is None:  # decoded outside libvips (foreign_load): up to 16-bit RGBA
+        bands, depth = 4, 2
+    else:
+        bands = image.bands + (0 if header.has_alpha else 1)  # room for an added alpha
+        depth = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}.get(image.format, 4)
     load_w = max(1, int(header.width / shrink))
     load_h = max(1, int(header.height / shrink))
     decoded = load_w * load_h if whole else load_w * min(load_h, 256)

@@ -17,7 +17,7 @@ from ..geometry import Plan, gravity_offset
 from ..options import Extend, Gravity
 from ..resolve import Effective
 from . import watermark
-from .color import to_srgb
+from .color import is_grey, to_colour, to_standard
 
 WHITE = (255, 255, 255)
 #: blur/sharpen sigma is capped: the cost grows with it and a URL could ask for any value
@@ -47,7 +47,7 @@ Step = Callable[[pyvips.Image, Context], pyvips.Image]
 
 
 def colour(image: pyvips.Image, ctx: Context) -> pyvips.Image:
-    return to_srgb(image, ctx.keep_icc)
+    return to_standard(image, ctx.keep_icc)
 
 
 def display_ops(ctx: Context, width: int, height: int) -> list[tuple[str, int, int]]:
@@ -175,7 +175,7 @@ def filters(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     e = ctx.options
     if not (e.blur or e.sharpen or e.pixelate > 1):
         return image
-    alpha = image.hasalpha()
+    alpha, interpretation = image.hasalpha(), image.interpretation
     if alpha:
         image = image.premultiply()
     if e.blur:
@@ -186,7 +186,7 @@ def filters(image: pyvips.Image, ctx: Context) -> pyvips.Image:
         image = pixelate(image, min(e.pixelate, max(image.width, image.height)))
     if alpha:
         image = image.unpremultiply()
-    return image.cast("uchar").copy(interpretation="srgb")
+    return image.cast("uchar").copy(interpretation=interpretation)
 
 
 def pixelate(image: pyvips.Image, n: int) -> pyvips.Image:
@@ -198,15 +198,26 @@ def pixelate(image: pyvips.Image, n: int) -> pyvips.Image:
     return image.shrink(n, n).zoom(n, n).crop(0, 0, w, h)
 
 
+def background_for(image: pyvips.Image, rgb: tuple[int, int, int]
+                   ) -> tuple[pyvips.Image, list[float]]:
+    """``image`` and ``rgb`` as a fill for its colour bands: one value for a grey
+    image and a neutral colour; a grey image turns sRGB for any other colour."""
+    if is_grey(image):
+        if rgb[0] == rgb[1] == rgb[2]:
+            return image, [float(rgb[0])]
+        image = to_colour(image)
+    return image, [float(c) for c in rgb]
+
+
 def _canvas(image: pyvips.Image, ctx: Context) -> tuple[pyvips.Image, list[float]]:
     """An image ready to embed on a transparent (no ``bg``) or coloured background."""
     background = ctx.options.background
     if background is not None:
-        color = [float(c) for c in background]
+        image, color = background_for(image, background)
         return image, [*color, 255.0] if image.hasalpha() else color
     if not image.hasalpha():
         image = image.bandjoin(255)
-    return image, [0, 0, 0, 0]
+    return image, [0.0] * image.bands
 
 
 def _grow(image: pyvips.Image, ctx: Context, size: tuple[int, int] | None,
@@ -243,7 +254,8 @@ def flatten(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     background = ctx.options.background
     if image.hasalpha() and (background is not None
                              or ctx.output_format not in formats.ALPHA):
-        return image.flatten(background=list(background or WHITE)).cast("uchar")
+        image, color = background_for(image, background or WHITE)
+        return image.flatten(background=color).cast("uchar")
     return image
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 import pyvips
 
 from ..options import Trim
+from .color import to_colour
 
 MAGENTA = [255, 0, 255]
 
 
 def find_box(image: pyvips.Image, t: Trim) -> tuple[int, int, int, int]:
-    """``(left, top, width, height)`` of what remains after trimming 8-bit sRGB ``image``."""
-    probe = image.flatten(background=MAGENTA) if image.hasalpha() else image
+    """``(left, top, width, height)`` of what remains after trimming 8-bit ``image``
+    (judged in sRGB: a grey image is compared with the colour as imgproxy does)."""
+    probe = to_colour(image)
+    probe = probe.flatten(background=MAGENTA) if probe.hasalpha() else probe
     background = list(t.color) if t.color is not None else probe(0, 0)[:3]
     left, top, width, height = probe.find_trim(threshold=t.threshold, background=background)
     if t.equal_hor:

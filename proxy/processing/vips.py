@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyvips
 
 from .. import native
+from . import foreign_load
 
 _done = False
 #: the only libvips loader classes left enabled (every other loader is blocked)
@@ -20,7 +21,8 @@ SAFE_LOADERS = ("VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWeb
 
 def init() -> None:
     """One libvips thread per image, no operation cache, only safe loaders, warnings
-    (not INFO lines) forwarded to Python logging, nested GLib messages not fatal."""
+    (not INFO lines) forwarded to Python logging, nested GLib messages not fatal; the
+    decoders of ``foreign_load`` (HEIC, BMP, ICO, JPEG XL) set up likewise."""
     global _done
     if _done:
         return
@@ -32,6 +34,7 @@ def init() -> None:
     restrict_loaders()
     forward_only_warnings()
     native.survive_nested_log_messages()
+    foreign_load.init()
 
 
 def restrict_loaders() -> None:

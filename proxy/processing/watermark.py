@@ -16,13 +16,13 @@ import pyvips
 
 from ..options import Watermark
 from . import vips
-from .color import to_srgb
+from .color import matching, to_standard
 
 
 @functools.lru_cache(maxsize=4)
 def decoded(data: bytes) -> pyvips.Image:
-    """The watermark as 8-bit sRGB with alpha, in memory."""
-    image = to_srgb(pyvips.Image.new_from_buffer(data, "", access="sequential"))
+    """The watermark as 8-bit sRGB (or grey) with alpha, in memory."""
+    image = to_standard(pyvips.Image.new_from_buffer(data, "", access="sequential"))
     if not image.hasalpha():
         image = image.bandjoin(255)
     return image.copy_memory()
@@ -60,14 +60,15 @@ def _fit(mark: pyvips.Image, width: int, height: int) -> pyvips.Image:
 
 
 def apply(image: pyvips.Image, data: bytes, w: Watermark, dpr: float) -> pyvips.Image:
-    """``image`` (8-bit sRGB, any alpha) with the watermark composited on it."""
-    mark = decoded(data)
+    """``image`` (8-bit sRGB or grey, any alpha) with the watermark composited on it: a
+    grey image stays grey under a grey watermark and turns sRGB under a colour one."""
+    image, mark = matching(image, decoded(data))
     if w.scale > 0:
         mark = _fit(mark, max(1, round(image.width * w.scale)),
                     max(1, round(image.height * w.scale)))
     x, y = round(w.x * dpr), round(w.y * dpr)
     if w.opacity < 1:
-        mark = (mark * [1, 1, 1, w.opacity]).cast("uchar")
+        mark = (mark * ([1] * (mark.bands - 1) + [w.opacity])).cast("uchar")
     if w.position == "re":
         mark = mark.embed(x // 2, y // 2, mark.width + x, mark.height + y)
         tiles = mark.replicate(-(-image.width // mark.width), -(-image.height // mark.height))
@@ -78,8 +79,9 @@ def apply(image: pyvips.Image, data: bytes, w: Watermark, dpr: float) -> pyvips.
         if (left >= image.width or top >= image.height or -left >= mark.width
                 or -top >= mark.height):
             return image
-    had_alpha = image.hasalpha()
-    out = image.composite2(mark, "over", x=left, y=top).cast("uchar")
+    had_alpha, interpretation = image.hasalpha(), image.interpretation
+    out = image.composite2(mark, "over", x=left, y=top,
+                           compositing_space=interpretation).cast("uchar")
     if not had_alpha:
         out = out.extract_band(0, n=out.bands - 1)
-    return out.copy(interpretation="srgb")
+    return out.copy(interpretation=interpretation)
