@@ -25,6 +25,7 @@ class MemoryBudget:
         self.limit = limit  # bytes; 0: no budget (nothing is counted)
         self.used = 0
         self.peak = 0
+        self.waiting = 0  # reservations waiting for memory now
         self._lock = threading.Condition()
 
     @property
@@ -72,11 +73,15 @@ class MemoryBudget:
                 self.peak = max(self.peak, self.used)
                 return
         with waiting() if waiting is not None else contextlib.nullcontext(), self._lock:
-            while self.used + nbytes > self.limit:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise RequestTimeout("No memory for this image before the deadline")
-                self._lock.wait(left)
+            self.waiting += 1
+            try:
+                while self.used + nbytes > self.limit:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise RequestTimeout("No memory for this image before the deadline")
+                    self._lock.wait(left)
+            finally:
+                self.waiting -= 1
             self.used += nbytes
             self.peak = max(self.peak, self.used)
 

@@ -104,9 +104,18 @@ class _Cache(Protocol):
     def __len__(self) -> int: ...
 
 
+class _Budget(Protocol):
+    limit: int
+    used: int
+    waiting: int
+
+
 class _Admission(Protocol):
     capacity: int
     admitted: int
+
+    @property
+    def budget(self) -> _Budget: ...
 
 
 class _Pool(Protocol):
@@ -190,6 +199,11 @@ class LiveGauges:
                                  "(waiting for one, or fetching their source)")
         self.queue_capacity = gauge("queue_capacity", "Admitted requests allowed before 429 "
                                     "(0 = unbounded)")
+        self.memory_budget = gauge("memory_budget_bytes", "Memory budget for work in flight "
+                                   "(0 = none)")
+        self.memory_in_flight = gauge("memory_in_flight_bytes", "Memory counted against the "
+                                      "budget: source bytes held and decodes reserved")
+        self.memory_waiting = gauge("memory_waiting", "Decodes waiting for memory now")
         self.workers = gauge("workers", "Worker threads for image processing")
         self.workers_busy = gauge("workers_busy", "Workers processing an image now")
         self.vips_memory = gauge("vips_memory_bytes", "Memory libvips has allocated now")
@@ -211,6 +225,10 @@ class LiveGauges:
         admission, pool = state.admission, state.pool
         self.queue_depth.set(max(0, admission.admitted - pool.busy))
         self.queue_capacity.set(admission.capacity)
+        budget = admission.budget
+        self.memory_budget.set(budget.limit)
+        self.memory_in_flight.set(budget.used)
+        self.memory_waiting.set(budget.waiting)
         self.workers.set(pool.workers)
         self.workers_busy.set(pool.busy)
         vips = self.vips.read()
