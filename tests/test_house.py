@@ -122,3 +122,15 @@ def test_importing_the_pipeline_changes_no_process_state():
         for node in tree.body:  # module level: only definitions, imports, constants
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                 pytest.fail(f"{name} calls {ast.unparse(node.value)} at import")
+
+
+def test_no_merge_conflict_markers_are_left():
+    """A marker left in a committed file (docs included) is a merge not finished."""
+    markers = ("<" * 7 + " ", "=" * 7 + "\n", ">" * 7 + " ")
+    for path in [*ROOT.glob("*.md"), *ROOT.glob("*.toml"), *ROOT.glob("Makefile"),
+                 *(ROOT / "proxy").rglob("*.py"), *(ROOT / "tests").rglob("*.py"),
+                 *(ROOT / "loadtest").rglob("*.py"), *(ROOT / "loadtest").rglob("*.md"),
+                 *(ROOT / "helm").rglob("*")]:
+        if path.is_file():
+            lines = path.read_text(errors="replace").splitlines(keepends=True)
+            assert not any(line.startswith(markers) for line in lines), path
