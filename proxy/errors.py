@@ -97,3 +97,10 @@ class TooManyRequests(ProxyError):
 
 class RequestTimeout(ProxyError):
     status, public, category = 503, "Timeout", "timeout"
+
+
+class CacheUnavailable(ProxyError):
+    """The shared result cache failed; a response only with IMGPROXY_CACHE_REPORT_ERRORS
+    (otherwise the image is computed and the failure only counted)."""
+
+    status, public, category = 503, "Result cache is unavailable", "cache"
