@@ -27,8 +27,9 @@ def make_store(s: Any) -> Store:
         return FsStore(s.cache_fs_root, s.cache_bucket)
     if s.cache_use == "s3":
         from .s3 import S3Store
+        # lookups run before admission (a hit needs no worker): room for a burst of them
         return S3Store(s.cache_bucket, s.cache_s3_region, s.cache_s3_endpoint, s.cache_timeout,
-                       max(10, 2 * s.worker_count))
+                       max(64, 2 * s.worker_count))
     if s.cache_use == "redis":
         from .redis import RedisStore
         return RedisStore(s.cache_redis_url, s.cache_timeout)
