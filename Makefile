@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench loadtest memcheck install clean browser
+.PHONY: run test lint bench loadtest memcheck install clean browser redis
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -43,7 +43,21 @@ browser:
 	    echo "Chromium not available: install Debian's chromium package (browser tests skip)"; \
 	  fi; }
 
-test: lint browser
+# Debian's redis-server for the shared-cache tests (tests/test_tier*.py), which start
+# their own server on a free port and stop it. Never fails: without it those tests skip.
+redis:
+	@command -v redis-server >/dev/null || command -v valkey-server >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's redis-server for the shared-cache tests..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq redis-server >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	      && apt-get install -y -qq redis-server >/dev/null 2>&1; } \
+	      || echo "Could not install redis-server: the Redis tier tests will be skipped"; \
+	  else \
+	    echo "redis-server not available: install Debian's redis-server package (Redis tier tests skip)"; \
+	  fi; }
+
+test: lint browser redis
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)

@@ -87,7 +87,6 @@ class Origin(Server):
 
 
 async def get(session: aiohttp.ClientSession, port: int, path: str) -> tuple[int, float, dict]:
-    started = time.monotonic()
     async with session.get(f"http://127.0.0.1:{port}{path}") as response:
         await response.read()
         return response.status, time.monotonic(), dict(response.headers)
@@ -110,8 +109,8 @@ async def overlap(server: Server, origin: Origin, run: str) -> dict[str, Any]:
                 last = (await r.json())[f"/{run}-overlap{n}/12mp.jpg"]
             after_last.append(answered - last)
             started = time.monotonic()  # the same source, now in the originals cache
-            status, done, headers = await get(session, server.port,
-                                              source_path(url, "rs:fit:301:301"))
+            status, done, _ = await get(session, server.port,
+                                        source_path(url, "rs:fit:301:301"))
             assert status == 200, status
             cached.append(done - started)
     result = {"after_last_byte_ms": round(statistics.median(after_last) * 1000, 1),
@@ -180,6 +179,17 @@ async def flood(server: Server, origin: Origin, run: str) -> dict[str, Any]:
     return {"peak_mb": round(rss.peak / MiB, 1), "limit_mb": 512, "statuses": statuses}
 
 
+async def measure(scenario: str, server: Server, origin: Origin, run: str,
+                  duration: float) -> dict[str, Any]:
+    if scenario == "overlap":
+        return await overlap(server, origin, run)
+    if scenario == "memory":
+        return await memory(server, origin, run)
+    if scenario == "starve":
+        return await starve(server, origin, run, duration)
+    return await flood(server, origin, run)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,12 +212,8 @@ def main() -> int:
                                     int(env.get("IMGPROXY_WORKERS", "4")), env)
                 server.port = free_port()
                 with server:
-                    run = f"{side}-{scenario}"
-                    coro = {"overlap": lambda: overlap(server, origin, run),
-                            "memory": lambda: memory(server, origin, run),
-                            "starve": lambda: starve(server, origin, run, args.duration),
-                            "flood": lambda: flood(server, origin, run)}[scenario]()
-                    result = asyncio.run(coro)
+                    result = asyncio.run(measure(scenario, server, origin, f"{side}-{scenario}",
+                                                 args.duration))
                 report.setdefault(scenario, {})[side] = result
                 print(f"{scenario:8s} {side:6s} {json.dumps(result)}", flush=True)
     if args.json:

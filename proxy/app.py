@@ -30,6 +30,7 @@ from .resolve import Resolver
 from .respond import Responder
 from .results import CachedResult
 from .sources import Fetched, Sources
+from .tier import Tier, open_tier
 from .tracing import Tracer
 from .verify import Verifier
 from .workers import WorkerPool
@@ -42,6 +43,7 @@ ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
 WATERMARK: web.AppKey[Asset] = web.AppKey("watermark", Asset)
 FETCHER: web.AppKey[Fetcher] = web.AppKey("fetcher", Fetcher)
+TIER: web.AppKey[Tier] = web.AppKey("tier")
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
 
@@ -62,16 +64,17 @@ def create_app(settings: Settings) -> web.Application:
     admission = Admission(s.worker_count, s.requests_queue_size, budget=budget)
     mark = Asset("IMGPROXY_WATERMARK", s.watermark_data, s.watermark_path, s.watermark_url)
     verifier, tracer = Verifier(s), Tracer(s.otel)
+    tier = open_tier(s, metrics.registry, lambda: mark.fingerprint)
     metrics.watch(LiveState({"result": results, "source": originals}, admission, pool,
                             lifecycle))
     app[SETTINGS], app[METRICS], app[LIFECYCLE] = s, metrics, lifecycle
     app[ADMISSION], app[POOL], app[SOURCES] = admission, pool, sources
     app[RESULTS], app[ORIGINALS] = results, originals
-    app[VERIFIER], app[WATERMARK] = verifier, mark
-    app.cleanup_ctx.extend([_pool, _sources, _watermark, _trimmer, _publishing])
+    app[VERIFIER], app[WATERMARK], app[TIER] = verifier, mark, tier
+    app.cleanup_ctx.extend([_pool, _sources, _tier, _watermark, _trimmer, _publishing])
     fetcher = app[FETCHER] = Fetcher(sources, originals, tracer, budget)
     handler = ImageHandler(s, verifier, Resolver(s, sources.check), results, fetcher,
-                           admission, pool, Responder(s), tracer, mark)
+                           admission, pool, Responder(s), tracer, mark, tier)
     _routes(app, s, handler)
     return app
 
@@ -108,6 +111,13 @@ async def _pool(app: web.Application) -> AsyncIterator[None]:
 async def _sources(app: web.Application) -> AsyncIterator[None]:
     """The sources' clients: one HTTP session, one S3 client."""
     async with app[SOURCES]:
+        yield
+
+
+async def _tier(app: web.Application) -> AsyncIterator[None]:
+    """The shared result tier's client and writers; queued writes get a bounded time to
+    finish when the app stops."""
+    async with app[TIER]:
         yield
 
 
@@ -149,4 +159,4 @@ async def _publishing(app: web.Application, interval: float = 1.0) -> AsyncItera
         yield
 
 
-__all__ = ["ORIGINALS", "POOL", "RESULTS", "SETTINGS", "SOURCES", "create_app"]
+__all__ = ["ORIGINALS", "POOL", "RESULTS", "SETTINGS", "SOURCES", "TIER", "create_app"]

@@ -109,3 +109,10 @@ class Overloaded(ProxyError):
     """The memory budget for work in flight is used up: try again shortly."""
 
     status, public, category = 503, "Service overloaded", "memory"
+
+
+class CacheUnavailable(ProxyError):
+    """The shared result cache failed; a response only with IMGPROXY_CACHE_REPORT_ERRORS
+    (otherwise the image is computed and the failure only counted)."""
+
+    status, public, category = 503, "Result cache is unavailable", "cache"

@@ -5,7 +5,8 @@
 Each stage is a module named for it (``verify``, ``resolve``, ``negotiate``,
 ``cache``/``results``, ``admission``, ``fetch``, ``workers``/``processing``,
 ``respond``); this module only calls them in order. A miss is computed once per
-result key by a shared job (coalesced); every waiter records the job's timings.
+result key by a shared job (coalesced): it looks in the shared tier (``tier/``), else
+renders the image and writes it behind to the tier; every waiter records its timings.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .respond import HeaderMemo, Responder
 from .results import CachedResult, ResultKey, result_key
 from .sources import Fetched
 from .sources.stream import Reader
+from .tier import Tier
 from .tracing import Tracer
 from .verify import Verifier
 from .workers import Lender, WorkerPool
@@ -51,12 +53,13 @@ class ImageHandler:
     def __init__(self, settings: Settings, verifier: Verifier, resolver: Resolver,
                  results: ByteLRU[CachedResult], fetcher: Fetcher, admission: Admission,
                  pool: WorkerPool, responder: Responder, tracer: Tracer,
-                 watermark: Asset) -> None:
+                 watermark: Asset, tier: Tier) -> None:
         s = self.settings = settings
         self.verifier, self.resolver, self.results = verifier, resolver, results
         self.fetcher, self.admission, self.pool = fetcher, admission, pool
         self.responder, self.tracer, self.watermark = responder, tracer, watermark
         self.budget = admission.budget
+        self.tier = tier
         self.timeout = s.timeout
         # browsers send a handful of Accept values: parse each once
         self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
@@ -91,21 +94,30 @@ class ImageHandler:
     async def compute(self, request: web.Request, url: Resolved, policy: FormatPolicy,
                       key: ResultKey, trace: RequestTrace) -> tuple[CachedResult, Outcome]:
         """A result that is not cached: revalidate, then produce it (coalesced), in time."""
+        name = self.tier.key(key, request.headers)
         try:
             async with asyncio.timeout(self.timeout):
-                fetched = await self.revalidate(request, url, policy, key, trace)
+                fetched = await self.revalidate(request, url, policy, key, trace, name)
                 return await self.results.get_or_compute(
-                    key, lambda: self.produce(url, policy, key, fetched))
+                    key, lambda: self.produce(url, policy, key, fetched, name))
         except TimeoutError:
             raise RequestTimeout(f"Request took longer than {self.timeout}s") from None
 
     async def revalidate(self, request: web.Request, url: Resolved, policy: FormatPolicy,
-                         key: ResultKey, trace: RequestTrace) -> Fetched | None:
-        """A conditional request: 304 from the source's validators before any
-        processing. Returns the source when it had to be fetched (the job reuses it)."""
+                         key: ResultKey, trace: RequestTrace, name: str) -> Fetched | None:
+        """A conditional request: 304 from the shared tier's entry, else from the source's
+        validators, before any processing. Returns the source when it had to be fetched
+        (the job reuses it); a tier entry goes to the LRU, where the job finds it."""
         if not is_conditional(request.headers, self.settings):
             return None
         report, e = JobReport(), url.effective
+        stored = await self.tier.get(name, report)
+        if stored is not None:
+            self.results.put(key, stored)
+            trace.add(report)
+            self.responder.check_not_modified(request.headers, stored.etag, stored.meta,
+                                              e, policy.vary)
+            return None
         async with self.admission.admit(), \
                 self.fetcher.incoming(url.source, e.max_src_file_size, report) as source:
             fetched = await source.complete()
@@ -115,10 +127,23 @@ class ImageHandler:
         return fetched
 
     async def produce(self, url: Resolved, policy: FormatPolicy, key: ResultKey,
-                      fetched: Fetched | None) -> CachedResult:
-        """The shared job behind one result key: fetch (unless given) and process. It
-        depends on no one client's request: its waiters share the outcome."""
-        e, report = url.effective, JobReport()
+                      fetched: Fetched | None, name: str) -> CachedResult:
+        """The shared job behind one result key: the shared tier's entry, else render it
+        and write it behind to the tier. It depends on no one client's request: its
+        waiters share the outcome."""
+        report = JobReport()
+        if fetched is None:  # (given: a conditional request looked in the tier already)
+            stored = await self.tier.get(name, report)
+            if stored is not None:
+                return stored
+        entry = await self.render(url, policy, key, fetched, report)
+        self.tier.put(name, entry)
+        return entry
+
+    async def render(self, url: Resolved, policy: FormatPolicy, key: ResultKey,
+                     fetched: Fetched | None, report: JobReport) -> CachedResult:
+        """Fetch (unless given) and process."""
+        e = url.effective
         deadline = time.monotonic() + self.timeout
         async with self.admission.admit(), \
                 self.fetcher.incoming(url.source, e.max_src_file_size, report, fetched) as source:

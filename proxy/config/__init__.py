@@ -26,6 +26,7 @@ from .observability import ObservabilitySettings
 from .processing import ProcessingSettings
 from .server import ServerSettings
 from .sources import SourceSettings
+from .tier import TierSettings, check_tier
 
 SAMPLES_DIR = Path(__file__).parent.parent / "samples"
 
@@ -47,8 +48,8 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, CachingSettings, ProcessingSettings, SourceSettings,
-               ServerSettings):
+class Settings(ObservabilitySettings, TierSettings, CachingSettings, ProcessingSettings,
+               SourceSettings, ServerSettings):
     """Every setting (fields in the order of the README table: the last base's first)."""
 
     # derived at start-up, not read from the environment
@@ -111,6 +112,7 @@ def _validate(s: Settings, env: Mapping[str, str]) -> Settings:
     except ValueError as exc:
         names = "IMGPROXY_PRESETS" + (" / IMGPROXY_PRESETS_PATH" if s.presets_path else "")
         raise ConfigError(f"{names}: {exc}") from None
+    check_tier(s)
     return s
 
 

@@ -1,0 +1,50 @@
+{{/*
+The shared result cache (sharedCache.*): its environment as EnvVar objects, the
+claim of the fs volume. See "Sharing results across pods" in the chart's README.
+*/}}
+{{- define "vipsgate.sharedCacheEnv" -}}
+{{- $c := .Values.sharedCache -}}
+{{- if $c.use }}
+{{- if not (has $c.use (list "fs" "s3" "redis")) }}
+{{- fail (printf "sharedCache.use must be fs, s3 or redis (or empty), not %q" $c.use) }}
+{{- end }}
+- name: IMGPROXY_CACHE_USE
+  value: {{ $c.use | quote }}
+{{- with $c.pathPrefix }}
+- name: IMGPROXY_CACHE_PATH_PREFIX
+  value: {{ . | quote }}
+{{- end }}
+- name: VIPSGATE_CACHE_TTL
+  value: {{ $c.ttlSeconds | int | toString | quote }}
+- name: VIPSGATE_CACHE_TIMEOUT
+  value: {{ $c.timeoutSeconds | toString | quote }}
+{{- if eq $c.use "fs" }}
+- name: IMGPROXY_CACHE_FS_ROOT
+  value: {{ $c.fs.mountPath | quote }}
+{{- else if eq $c.use "s3" }}
+- name: IMGPROXY_CACHE_BUCKET
+  value: {{ required "sharedCache.s3.bucket is required when sharedCache.use is s3" $c.s3.bucket | quote }}
+{{- with $c.s3.region }}
+- name: IMGPROXY_CACHE_S3_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.s3.endpoint }}
+- name: IMGPROXY_CACHE_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- else }}
+- name: VIPSGATE_CACHE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "sharedCache.redis.existingSecret is required when sharedCache.use is redis" $c.redis.existingSecret }}
+      key: {{ $c.redis.secretKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Claim of the fs volume: sharedCache.fs.existingClaim, or the one this chart renders.
+*/}}
+{{- define "vipsgate.sharedCacheClaim" -}}
+{{- default (printf "%s-cache" (include "vipsgate.fullname" .)) .Values.sharedCache.fs.existingClaim }}
+{{- end }}
