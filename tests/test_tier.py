@@ -33,7 +33,7 @@ pytest_plugins = ("tier_fixtures",)
 
 async def test_another_pod_serves_the_result_without_fetching_or_processing(
         pod, origin, tier_env):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(400, 300), ETag='"v1"',
+    url = origin.add("/cat.jpg", jpeg(400, 300), ETag='"v1"',
                      **{"Last-Modified": "Wed, 21 Oct 2015 07:28:00 GMT"})
     path = f"/rs:fill:120:80/plain/{url}"
     a = await pod(**tier_env)
@@ -48,7 +48,7 @@ async def test_another_pod_serves_the_result_without_fetching_or_processing(
         assert again[0] == status == 200
         assert again[2] == body
         assert [again[1].get(h) for h in SAME_HEADERS] == [headers[h] for h in SAME_HEADERS]
-    assert origin.hits["cat.jpg"] == 1
+    assert origin.hits["/cat.jpg"] == 1
     assert processed(b) == 0 and lookups(b, "hit") == 2
 
     # a third pod answers a revalidation from the tier's ETag: no fetch, no processing
@@ -56,11 +56,11 @@ async def test_another_pod_serves_the_result_without_fetching_or_processing(
     etag = answers[WEBP][1]["ETag"]
     status, headers, body = await get(c, signed(path), WEBP, **{"If-None-Match": etag})
     assert (status, body, headers["ETag"]) == (304, b"", etag)
-    assert origin.hits["cat.jpg"] == 1 and processed(c) == 0
+    assert origin.hits["/cat.jpg"] == 1 and processed(c) == 0
 
 
 async def test_concurrent_requests_make_one_tier_lookup(pod, origin, fs_env):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**fs_env)
     assert (await get(a, signed(f"/rs:fit:100:100/plain/{url}")))[0] == 200
     await tier_of(a).flush()
@@ -72,8 +72,8 @@ async def test_concurrent_requests_make_one_tier_lookup(pod, origin, fs_env):  #
 
 
 async def test_errors_and_oversized_results_are_not_stored(pod, origin, fs_env, tmp_path):  # type: ignore[no-untyped-def]
-    broken = origin.add("broken.jpg", b"<html>not an image</html>")
-    big = origin.add("big.jpg", jpeg(400, 300))
+    broken = origin.add("/broken.jpg", b"<html>not an image</html>")
+    big = origin.add("/big.jpg", jpeg(400, 300))
     a = await pod(**fs_env, VIPSGATE_CACHE_MAX_OBJECT_SIZE="2000")
     assert (await get(a, signed(f"/plain/{origin.base}/missing.jpg")))[0] == 404
     assert (await get(a, signed(f"/plain/{broken}")))[0] == 422
@@ -85,18 +85,18 @@ async def test_errors_and_oversized_results_are_not_stored(pod, origin, fs_env, 
 
 async def test_raw_results_are_shared_too(pod, origin, fs_env):  # type: ignore[no-untyped-def]
     original = jpeg(200, 100)
-    url = origin.add("raw.jpg", original)
+    url = origin.add("/raw.jpg", original)
     a = await pod(**fs_env)
     assert (await get(a, signed(f"/raw:1/plain/{url}")))[2] == original
     await tier_of(a).flush()
     b = await pod(**fs_env)
     status, headers, body = await get(b, signed(f"/raw:1/plain/{url}"))
     assert (status, body, headers["Content-Type"]) == (200, original, "image/jpeg")
-    assert origin.hits["raw.jpg"] == 1 and lookups(b, "hit") == 1
+    assert origin.hits["/raw.jpg"] == 1 and lookups(b, "hit") == 1
 
 
 async def test_cachebusters_and_the_watermark_are_part_of_the_key(pod, origin, fs_env):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**fs_env)
     await get(a, signed(f"/rs:fit:100:100/plain/{url}"))
     await tier_of(a).flush()
@@ -110,7 +110,7 @@ async def test_cachebusters_and_the_watermark_are_part_of_the_key(pod, origin, f
 
 
 async def test_expires_still_caps_max_age_on_a_tier_hit(pod, origin, fs_env):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**fs_env)
     await get(a, signed(f"/rs:fit:100:100/plain/{url}"))
     await tier_of(a).flush()
@@ -122,7 +122,7 @@ async def test_expires_still_caps_max_age_on_a_tier_hit(pod, origin, fs_env):  #
 
 
 async def test_entries_older_than_the_ttl_are_computed_again(pod, origin, fs_env):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     path = f"/rs:fit:100:100/plain/{url}"
     a = await pod(**fs_env, VIPSGATE_CACHE_TTL="60")
     await get(a, signed(path))

@@ -26,7 +26,7 @@ def redis_env(url: str, **extra: str) -> dict[str, str]:
 
 async def test_writes_never_delay_the_response(pod, origin, redis_factory):  # type: ignore[no-untyped-def]
     server = redis_factory()
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**redis_env(server.url, VIPSGATE_CACHE_TIMEOUT="30"))
     server.command("CLIENT", "PAUSE", "30000", "WRITE")  # reads go on, writes wait
     try:
@@ -42,7 +42,7 @@ async def test_writes_never_delay_the_response(pod, origin, redis_factory):  # t
 
 async def test_a_full_write_queue_drops_writes(pod, origin, redis_factory):  # type: ignore[no-untyped-def]
     server = redis_factory()
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     plain = await pod()
     size = len((await get(plain, signed(f"/rs:fit:100:100/plain/{url}")))[2])
     # room for one result: cachebusters change the key, not the bytes
@@ -61,7 +61,7 @@ async def test_a_full_write_queue_drops_writes(pod, origin, redis_factory):  # t
 
 async def test_a_redis_stopped_mid_run_is_a_miss(pod, origin, redis_factory):  # type: ignore[no-untyped-def]
     server = redis_factory()
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**redis_env(server.url))
     assert (await get(a, signed(f"/rs:fit:100:100/plain/{url}")))[0] == 200
     await tier_of(a).flush()
@@ -74,7 +74,7 @@ async def test_a_redis_stopped_mid_run_is_a_miss(pod, origin, redis_factory):  #
 
 async def test_a_slow_tier_times_out_and_the_image_is_computed(pod, origin, redis_factory):  # type: ignore[no-untyped-def]
     server = redis_factory()
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**redis_env(server.url, VIPSGATE_CACHE_TIMEOUT="0.2"))
     # every command waits ten minutes (even UNPAUSE: the fixture stops the server)
     server.command("CLIENT", "PAUSE", "600000", "ALL")
@@ -93,7 +93,7 @@ def unwritable(tmp_path: Path) -> dict[str, str]:
 
 
 async def test_an_unwritable_directory_answers_200_by_computing(pod, origin, unwritable, caplog):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**unwritable)
     with caplog.at_level(logging.WARNING, "vipsgate.tier"):
         for n in range(3):
@@ -105,16 +105,16 @@ async def test_an_unwritable_directory_answers_200_by_computing(pod, origin, unw
 
 
 async def test_report_errors_fails_the_request_with_503(pod, origin, unwritable):  # type: ignore[no-untyped-def]
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**unwritable, IMGPROXY_CACHE_REPORT_ERRORS="1")
     status, _, body = await get(a, signed(f"/rs:fit:100:100/plain/{url}"))
     assert (status, body) == (503, b"Result cache is unavailable\n")
-    assert origin.hits["cat.jpg"] == 0 and processed(a) == 0
+    assert origin.hits["/cat.jpg"] == 0 and processed(a) == 0
 
 
 async def test_corrupt_and_truncated_objects_are_ignored(pod, origin, tmp_path):  # type: ignore[no-untyped-def]
     env = {"IMGPROXY_CACHE_USE": "fs", "IMGPROXY_CACHE_FS_ROOT": str(tmp_path / "tier")}
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     paths = [signed(f"/rs:fit:{n}:{n}/plain/{url}") for n in (60, 70, 80)]
     a = await pod(**env)
     originals = [(await get(a, path))[2] for path in paths]
@@ -153,7 +153,7 @@ async def test_an_s3_tier_stopped_mid_run_is_a_miss(pod, origin, monkeypatch):  
             Bucket="tier")
         env = {"IMGPROXY_CACHE_USE": "s3", "IMGPROXY_CACHE_BUCKET": "tier",
                "IMGPROXY_CACHE_S3_ENDPOINT": endpoint, "IMGPROXY_CACHE_S3_REGION": "us-east-1"}
-        url = origin.add("cat.jpg", jpeg(300, 200))
+        url = origin.add("/cat.jpg", jpeg(300, 200))
         a = await pod(**env)
         assert (await get(a, signed(f"/rs:fit:100:100/plain/{url}")))[0] == 200
         await tier_of(a).flush()
@@ -167,7 +167,7 @@ async def test_an_s3_tier_stopped_mid_run_is_a_miss(pod, origin, monkeypatch):  
 
 async def test_queued_writes_finish_when_the_server_stops(pod, origin, tmp_path):  # type: ignore[no-untyped-def]
     env = {"IMGPROXY_CACHE_USE": "fs", "IMGPROXY_CACHE_FS_ROOT": str(tmp_path / "tier")}
-    url = origin.add("cat.jpg", jpeg(300, 200))
+    url = origin.add("/cat.jpg", jpeg(300, 200))
     a = await pod(**env)
     for n in range(5):
         assert (await get(a, signed(f"/rs:fit:100:100/cb:{n}/plain/{url}")))[0] == 200

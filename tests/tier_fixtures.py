@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tierkit import TIER_BUCKET, Origin, free_port
+from tierkit import TIER_BUCKET, free_port
 
 REDIS_BINARIES = ("redis-server", "valkey-server")
 MISSING = ("redis-server not available: install Debian's redis-server package "
@@ -119,14 +119,6 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
 
 
 # --- pods sharing a tier ---------------------------------------------------------------
-
-@pytest.fixture
-async def origin(aiohttp_server) -> Origin:  # type: ignore[no-untyped-def]
-    origin = Origin()
-    server = await aiohttp_server(origin.app(), host="127.0.0.1")
-    origin.base = f"http://127.0.0.1:{server.port}"
-    return origin
-
 
 def s3_tier_env(world: Any, prefix: str) -> dict[str, str]:
     with contextlib.suppress(world.client.exceptions.BucketAlreadyOwnedByYou):

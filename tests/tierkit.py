@@ -4,9 +4,7 @@ and what a pod's tier and metrics say."""
 from __future__ import annotations
 
 import socket
-from collections import Counter
 
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
@@ -30,32 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class Origin:
-    """A real HTTP origin on 127.0.0.1 that counts its hits per file."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, tuple[bytes, dict[str, str]]] = {}
-        self.hits: Counter[str] = Counter()
-        self.base = ""
-
-    def add(self, name: str, body: bytes, **headers: str) -> str:
-        self.files[name] = (body, headers)
-        return f"{self.base}/{name}"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        self.hits[name] += 1
-        if name not in self.files:
-            return web.Response(status=404, text="no such file")
-        body, headers = self.files[name]
-        return web.Response(body=body, headers=headers, content_type="image/jpeg")
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/{name}", self.handle)
-        return app
 
 
 def rotated_pod_env() -> dict[str, str]:
