@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench loadtest memcheck install clean browser redis
+.PHONY: run test lint bench loadtest memcheck install clean browser redis emulators
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -57,7 +57,23 @@ redis:
 	    echo "redis-server not available: install Debian's redis-server package (Redis tier tests skip)"; \
 	  fi; }
 
-test: lint browser redis
+# Azurite (npm), the Azure Blob Storage emulator of the abs:// and abs-tier tests, into
+# .emulators/ (git-ignored); the tests start it on a free port and stop it. Never fails:
+# without node/npm or the registry those tests skip. (The GCS emulator is a Python
+# package of the test extra.)
+AZURITE := 3.37.0
+emulators:
+	@[ -x .emulators/node_modules/.bin/azurite-blob ] || { \
+	  if command -v npm >/dev/null; then \
+	    echo "Installing Azurite $(AZURITE) into .emulators/ for the Azure Blob Storage tests..."; \
+	    npm install --prefix .emulators --no-audit --no-fund --loglevel=error \
+	      --no-save azurite@$(AZURITE) >/dev/null 2>&1 \
+	      || echo "Could not install Azurite: the Azure Blob Storage tests will be skipped"; \
+	  else \
+	    echo "npm not available: install Node.js and npm (Azure Blob Storage tests skip)"; \
+	  fi; }
+
+test: lint browser redis emulators
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
@@ -74,4 +90,4 @@ memcheck: $(STAMP)
 	$(BIN)/python loadtest/memcheck.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts .emulators

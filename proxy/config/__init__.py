@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..grammar import OPTION_NAMES
 from ..paths import parse_preset_definitions
 from .caching import CachingSettings
+from .cloud import CloudSourceSettings, CloudTierSettings, check_cloud
 from .observability import ObservabilitySettings
 from .processing import ProcessingSettings
 from .server import ServerSettings
@@ -48,8 +49,8 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, TierSettings, CachingSettings, ProcessingSettings,
-               SourceSettings, ServerSettings):
+class Settings(ObservabilitySettings, CloudTierSettings, TierSettings, CachingSettings,
+               ProcessingSettings, CloudSourceSettings, SourceSettings, ServerSettings):
     """Every setting (fields in the order of the README table: the last base's first)."""
 
     # derived at start-up, not read from the environment
@@ -113,6 +114,7 @@ def _validate(s: Settings, env: Mapping[str, str]) -> Settings:
         names = "IMGPROXY_PRESETS" + (" / IMGPROXY_PRESETS_PATH" if s.presets_path else "")
         raise ConfigError(f"{names}: {exc}") from None
     check_tier(s)
+    check_cloud(s)
     return s
 
 
