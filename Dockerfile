@@ -24,8 +24,10 @@ WORKDIR /src
 # proxy/ reach this COPY, so tests, charts and docs never bust the layer cache.
 COPY . .
 
+# The gcs and azure extras: gs:// and abs:// sources and shared-cache adapters (their
+# credentials come from the pod's identity on GKE and AKS).
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir . \
+    && /opt/venv/bin/pip install --no-cache-dir '.[gcs,azure]' \
     && /opt/venv/bin/python -c "import pyvips; print('libvips', pyvips.version(0), pyvips.version(1), pyvips.version(2))"
 
 ############################################################################

@@ -17,6 +17,7 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -141,36 +142,66 @@ def azurite_binary() -> str:
     return found
 
 
+class Azurite:
+    """``azurite-blob`` on a free port of 127.0.0.1, in memory (``extra``: more options,
+    e.g. ``--cert``/``--key``/``--oauth basic``); a context manager that stops it."""
+
+    def __init__(self, binary: str, workspace: Path, extra: tuple[str, ...] = (),
+                 scheme: str = "http") -> None:
+        self.proc = subprocess.Popen(
+            [binary, "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
+             "--extentMemoryLimit", "256", "--disableTelemetry", "--skipApiVersionCheck",
+             "--silent", *extra],
+            cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        self.output = Output(self.proc.stdout, "azurite")
+        try:
+            banner = self.output.wait_for(rf"listens on ({scheme}://127\.0\.0\.1:\d+)",
+                                          timeout=60)[0]
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoint = f"{banner.group(1)}/{AZURITE_NAME}"
+
+    def __enter__(self) -> Azurite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.output.rest()
+
+
+def arrange(endpoint: str, **client_options: Any) -> AzureWorld:
+    """A world on the Azurite at ``endpoint``: the containers and blobs the tests read."""
+    from azure.storage.blob import BlobServiceClient
+    service = BlobServiceClient(endpoint, credential={"account_name": AZURITE_NAME,
+                                                      "account_key": AZURITE_KEY},
+                                **client_options)
+    world = AzureWorld(endpoint, service)
+    for container in (BUCKET, OTHER):
+        service.create_container(container)
+    world.put(BUCKET, "photos/cat.jpg", jpeg(80, 60), cache_control="public, max-age=600")
+    world.put(BUCKET, "dir with space/cat+1.jpg", jpeg(80, 60))
+    return world
+
+
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureWorld]:
     binary = azurite_binary()
-    blob = pytest.importorskip("azure.storage.blob",
-                               reason="azure-storage-blob is not installed (vipsgate[azure])")
-    workspace = tmp_path_factory.mktemp("azurite")
-    proc = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
-         "--extentMemoryLimit", "256", "--disableTelemetry", "--skipApiVersionCheck",
-         "--silent"],
-        cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    output = Output(proc.stdout, "azurite")
-    try:
-        banner = output.wait_for(r"listens on (http://127\.0\.0\.1:\d+)", timeout=60)[0]
-        endpoint = f"{banner.group(1)}/{AZURITE_NAME}"
-        service = blob.BlobServiceClient(
-            endpoint, credential={"account_name": AZURITE_NAME, "account_key": AZURITE_KEY})
-        world = AzureWorld(endpoint, service)
-        for container in (BUCKET, OTHER):
-            service.create_container(container)
-        world.put(BUCKET, "photos/cat.jpg", jpeg(80, 60), cache_control="public, max-age=600")
-        world.put(BUCKET, "dir with space/cat+1.jpg", jpeg(80, 60))
-        yield world
-        service.close()
-    finally:
-        proc.terminate()
+    pytest.importorskip("azure.storage.blob",
+                        reason="azure-storage-blob is not installed (vipsgate[azure])")
+    with Azurite(binary, tmp_path_factory.mktemp("azurite")) as server:
+        world = arrange(server.endpoint)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        output.rest()
+            yield world
+        finally:
+            world.service.close()

@@ -171,7 +171,7 @@ def test_dockerfile_contract() -> None:
     assert len(froms) >= 2, "multi-stage build expected"
     assert all(line.startswith("FROM python:3.12-slim") for line in froms)
     assert "apt-get" not in text, "libvips comes from pyvips[binary]; no apt needed"
-    assert "pip install --no-cache-dir ." in text
+    assert "pip install --no-cache-dir '.[gcs,azure]'" in text  # the cloud stores' clients
     assert "USER 10001:10001" in lines
     assert "EXPOSE 8080" in lines
     for env in (

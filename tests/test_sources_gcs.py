@@ -16,6 +16,7 @@ import logging
 import uuid
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from aiohttp import web
@@ -295,6 +296,32 @@ async def test_a_refused_key_is_a_logged_502(make_client, fake_gcs: FakeGcs,
         response = await asyncio.wait_for(client.get(path_for("gs://fake/cat.jpg")), 10)
     assert response.status == 502
     assert any("no GCS access token" in r.getMessage() for r in caplog.records)
+
+
+async def test_workload_identity_takes_tokens_from_the_metadata_server(
+        serve, fake_gcs: FakeGcs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No key: Application Default Credentials end at the metadata server, as on GKE
+    with workload identity (``GCE_METADATA_HOST`` points Google's libraries at ours)."""
+    origin = fake_gcs.origin
+    flavours: list[str | None] = []
+
+    async def metadata(request: web.Request) -> web.Response:
+        flavours.append(request.headers.get("Metadata-Flavor"))
+        return web.json_response({"access_token": "gke-token", "expires_in": 3599,
+                                  "token_type": "Bearer"})
+
+    origin.route("/computeMetadata/v1/instance/service-accounts/default/token", metadata)
+    server = serve(**fake_gcs.env(VIPSGATE_GCS_NO_AUTH="0", **NO_CACHES),
+                   GCE_METADATA_HOST=f"127.0.0.1:{origin.port}", CLOUDSDK_CONFIG=str(tmp_path),
+                   GOOGLE_APPLICATION_CREDENTIALS="", HOME=str(tmp_path))
+    async with aiohttp.ClientSession() as session:
+        for width in (20, 21):
+            path = signed(f"/rs:fit:{width}:{width}/" + encode_source("gs://fake/cat.jpg"))
+            async with session.get(server.url(path)) as response:
+                assert response.status == 200, await response.text()
+    media = [r for r in origin.requests if r.path.startswith("/storage/")]
+    assert [r.headers.get("Authorization") for r in media] == ["Bearer gke-token"] * 2
+    assert flavours == ["Google"]  # one token, cached
 
 
 # --- settings ---------------------------------------------------------------------------
