@@ -71,6 +71,9 @@ class GcsClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        refreshing = self.token.acquiring if self.token is not None else None
+        if refreshing is not None and not refreshing.done():
+            refreshing.cancel()  # a token refresh in the background
         if self.session is not None:
             await self.session.close()  # the token shares it
         self.session = self.token = None

@@ -57,8 +57,9 @@ class CloudSourceSettings:
     abs_denied_buckets: tuple[str, ...] = setting(
         (), "IMGPROXY_ABS_DENIED_BUCKETS", parse=items, doc="Never these Azure containers")
     abs_chunk_size: int = setting(
-        1024**2, "VIPSGATE_ABS_CHUNK_SIZE", parse=size,
-        doc="An `abs://` blob is read in ranges of this size, one request each")
+        4 * 1024**2, "VIPSGATE_ABS_CHUNK_SIZE", parse=size,
+        doc="An `abs://` blob is read in ranges of this size, one request each (the first "
+            "when the source is opened)")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """``abs://container/blob[?snapshot=...|versionid=...]`` through one long-lived Azure
 client (``cloud/azure.py``).
 
-Opening the source reads the blob's first range (``VIPSGATE_ABS_CHUNK_SIZE``, 1 MiB);
-the rest arrives range by range, one request each, pinned to the first answer's
-ETag (a blob replaced meanwhile ends the download). The size limit, the deadline
+Opening the source reads the blob's first range (``VIPSGATE_ABS_CHUNK_SIZE``, 4 MiB:
+most images in one request, as one GET is for the other stores; every extra request
+costs the server a few ms of CPU in the SDK); the rest arrives range by range, one
+request each, pinned to the first answer's ETag (a blob replaced meanwhile ends the
+download). The size limit, the deadline
 and the validators work as for every source; errors map as for S3 (missing or
 refused: 404, refused logged; a container outside ``IMGPROXY_ABS_ALLOWED_BUCKETS``
 or in ``IMGPROXY_ABS_DENIED_BUCKETS``: 404 ``Invalid source URL``).
