@@ -58,16 +58,22 @@ redis:
 	  fi; }
 
 # Azurite (npm), the Azure Blob Storage emulator of the abs:// and abs-tier tests, into
-# .emulators/ (git-ignored); the tests start it on a free port and stop it. Never fails:
-# without node/npm or the registry those tests skip. (The GCS emulator is a Python
-# package of the test extra.)
+# .emulators/ (git-ignored); the tests start it on a free port and stop it. Without npm,
+# Debian's npm is installed when this runs as root. Never fails: without npm or the
+# registry those tests skip. (The GCS emulator is a Python package of the test extra.)
 AZURITE := 3.37.0
 emulators:
 	@[ -x .emulators/node_modules/.bin/azurite-blob ] || { \
+	  if ! command -v npm >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's npm for the Azure Blob Storage emulator..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	      && apt-get install -y -qq npm >/dev/null 2>&1; } || true; \
+	  fi; \
 	  if command -v npm >/dev/null; then \
 	    echo "Installing Azurite $(AZURITE) into .emulators/ for the Azure Blob Storage tests..."; \
 	    npm install --prefix .emulators --no-audit --no-fund --loglevel=error \
-	      --no-save azurite@$(AZURITE) >/dev/null 2>&1 \
+	      --fetch-timeout=60000 --fetch-retries=1 --no-save azurite@$(AZURITE) >/dev/null 2>&1 \
 	      || echo "Could not install Azurite: the Azure Blob Storage tests will be skipped"; \
 	  else \
 	    echo "npm not available: install Node.js and npm (Azure Blob Storage tests skip)"; \
