@@ -13,6 +13,11 @@ class ConfigError(Exception):
     """A setting is invalid; start-up stops with this one-line message."""
 
 
+class ListenError(Exception):
+    """The server cannot listen on its address (taken by another server, not local, no
+    permission); start-up stops with this one-line message."""
+
+
 class ProxyError(Exception):
     """Base of every error that becomes an HTTP response."""
 

@@ -67,7 +67,7 @@ def test_no_import_cycles():
             if nxt.startswith(node + "."):
                 continue  # a package importing its own submodule is not a cycle
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt):] + [nxt]
+                cycle = [*stack[stack.index(nxt):], nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
