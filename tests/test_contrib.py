@@ -255,9 +255,9 @@ def test_builder_configuration_errors_name_the_argument():
 
 def test_builder_from_env_names_the_variable():
     from vipsgate.errors import BuilderConfigError
-    with pytest.raises(BuilderConfigError, match="^IMGPROXY_SALT: missing"):
+    with pytest.raises(BuilderConfigError, match=r"^IMGPROXY_SALT: missing"):
         UrlBuilder.from_env({"IMGPROXY_KEY": TEST_KEY})
-    with pytest.raises(BuilderConfigError, match="^IMGPROXY_KEY: must be hex"):
+    with pytest.raises(BuilderConfigError, match=r"^IMGPROXY_KEY: must be hex"):
         UrlBuilder.from_env({"IMGPROXY_KEY": "xyz", "IMGPROXY_SALT": TEST_SALT})
     builder = UrlBuilder.from_env({"VIPSGATE_URL_INSECURE": "1",
                                    "VIPSGATE_MEDIA_BASE_URL": "https://www.example.com/"})
@@ -270,6 +270,7 @@ def test_builder_from_env_names_the_variable():
 def test_django_settings_errors_name_the_setting(django_engine, monkeypatch):
     from django.core.exceptions import ImproperlyConfigured
     from django.test.utils import override_settings
+
     from vipsgate.contrib.django.conf import get_builder
     for name in ("IMGPROXY_KEY", "IMGPROXY_SALT", "VIPSGATE_URL_INSECURE"):
         monkeypatch.delenv(name, raising=False)
