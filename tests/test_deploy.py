@@ -463,7 +463,7 @@ def test_chart_refuses_to_render_without_a_key() -> None:
     """Without a key each pod would invent its own: signed URLs fail on all but one."""
     helm = _helm()
     for values in ({}, {"secrets": {"IMGPROXY_KEY": "ab" * 32}}, {"devMode": False}):
-        with pytest.raises(helm.HelmError, match="set secrets.IMGPROXY_KEY"):
+        with pytest.raises(helm.HelmError, match=r"set secrets\.IMGPROXY_KEY"):
             _render(values)
     assert "Deployment" in _by_kind(_objects(_render({"existingSecret": "vipsgate-keys"})))
     trial = _render({"devMode": True})
