@@ -177,18 +177,22 @@ def test_hadolint_catches_a_bad_dockerfile() -> None:
 
 
 def test_dockerfile_contract() -> None:
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I), \
+        "a syntax line makes BuildKit fetch a frontend from a registry"
     # Instructions only (comments mention apt/jemalloc as an alternative).
-    lines = [
-        line.strip()
-        for line in DOCKERFILE.read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
     text = "\n".join(lines)
     froms = [line for line in lines if line.startswith("FROM ")]
     assert len(froms) >= 2, "multi-stage build expected"
-    assert all(line.startswith("FROM python:3.12-slim") for line in froms)
+    assert lines[0] == "ARG BASE=python:3.12-slim", "the base image is a build argument"
+    assert all(line.startswith("FROM ${BASE} AS ") for line in froms)
     assert "apt-get" not in text, "libvips comes from pyvips[binary]; no apt needed"
-    assert "pip install --no-cache-dir ." in text
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in text
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation ." in text
+    assert text.index("COPY requirements.lock") < text.index("COPY proxy/"), \
+        "dependencies in their own layer, before the code"
     assert "USER 10001:10001" in lines
     assert "EXPOSE 8080" in lines
     for env in (
@@ -196,11 +200,53 @@ def test_dockerfile_contract() -> None:
         "VIPS_CONCURRENCY=1",
         "HOME=/tmp",
         "PYTHONDONTWRITEBYTECODE=1",
+        "IMGPROXY_BIND=0.0.0.0:8080",
     ):
         assert env in text
-    assert "urllib.request" in text and "http://127.0.0.1:8080/health" in text
+    # the health check follows the port (and path prefix) the settings give
+    assert 'CMD ["vipsgate", "health"]' in lines
+    assert "8080/health" not in text
     assert 'ENTRYPOINT ["vipsgate"]' in lines
-    assert 'CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]' in lines
+    assert 'CMD ["serve"]' in lines
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!requirements.lock" in ignored and "!proxy/" in ignored
+
+
+def test_lock_pins_every_dependency() -> None:
+    """requirements.lock (``make lock``) pins a version with hashes that satisfies every
+    dependency in pyproject.toml, and the build requirement, on Linux for Python 3.11+."""
+    import tomllib
+
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / "requirements.lock").read_text())
+    pins: dict[str, list[tuple[str, Marker | None, int]]] = {}
+    for entry in entries:
+        match = re.match(r"([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*([^\\\n]+))?", entry)
+        if match:
+            name, version, marker = match.groups()
+            pins.setdefault(canonicalize_name(name), []).append(
+                (version, Marker(marker) if marker else None, entry.count("--hash=sha256:")))
+    assert all(hashes for found in pins.values() for _, _, hashes in found)
+    wanted = [Requirement(r) for r in project["project"]["dependencies"]]
+    wanted += [Requirement(r) for r in project["build-system"]["requires"]]
+    wanted += [Requirement("pyvips-binary")]  # pyvips[binary]
+    for python in ("3.11", "3.12", "3.13"):
+        env = {"python_version": python, "python_full_version": f"{python}.0",
+               "sys_platform": "linux", "platform_system": "Linux",
+               "implementation_name": "cpython", "platform_machine": "x86_64"}
+        for requirement in wanted:
+            if requirement.marker and not requirement.marker.evaluate(env):
+                continue
+            usable = [version for version, marker, _ in pins.get(
+                canonicalize_name(requirement.name), []) if not marker or marker.evaluate(env)]
+            assert usable, f"{requirement.name} is not in requirements.lock (make lock)"
+            assert all(requirement.specifier.contains(v, prereleases=True) for v in usable), \
+                f"requirements.lock pins {requirement.name}=={usable} outside " \
+                f"{requirement.specifier} (make lock)"
 
 
 # --------------------------------------------------------------------------
