@@ -255,3 +255,42 @@ async def test_warm_reports_a_refused_connection_with_its_reason() -> None:
     assert "(no answer: 1)" in out.getvalue()
     assert f"no answer x1: cannot connect to 127.0.0.1:{port}: Connection refused" \
         in out.getvalue()
+
+
+# --- make loadtest against an existing deployment -----------------------------------------
+
+@pytest.mark.timeout(180)
+def test_loadtest_against_an_existing_deployment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``make loadtest ARGS="--host ... --sources ..."``: signs with the deployment's key,
+    sends its secret, and starts no server of its own."""
+    pytest.importorskip("locust", reason="locust is not installed (make install)")
+    import csv
+
+    from imagegen import jpeg
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.jpg", "b c.jpg"):
+        (images / name).write_bytes(jpeg(320, 240))
+    sources = tmp_path / "sources.txt"
+    sources.write_text("# what the deployment can fetch\nlocal:///a.jpg\nlocal:///b%20c.jpg\n")
+    with serving("--port", "0", IMGPROXY_LOCAL_FILESYSTEM_ROOT=str(images),
+                 IMGPROXY_SECRET="cdn-only", VIPSGATE_LOG_LEVEL="warning") as (_, port):
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "loadtest" / "run_locust.py"), "--host",
+             f"http://127.0.0.1:{port}", "--sources", str(sources), "--users", "2",
+             "--spawn-rate", "2", "--run-time", "4s", "--results", str(tmp_path / "out")],
+            env=clean_env(IMGPROXY_KEY=TEST_KEY, IMGPROXY_SALT=TEST_SALT,
+                          IMGPROXY_SECRET="cdn-only"),
+            capture_output=True, text=True, timeout=150, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "generating" not in done.stdout  # nothing of its own started
+    with (tmp_path / "out" / "locust-remote_stats.csv").open() as fh:
+        total = next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
+    assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0
+    missing = run_cli_loadtest(tmp_path, "--host", "http://127.0.0.1:1")
+    assert missing.returncode == 2 and "--host and --sources go together" in missing.stderr
+
+
+def run_cli_loadtest(cwd, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, str(ROOT / "loadtest" / "run_locust.py"), *args],
+                          env=clean_env(), capture_output=True, text=True, timeout=60, cwd=cwd)
