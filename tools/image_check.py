@@ -185,6 +185,7 @@ def build(docker: Docker, base: str) -> None:
            "--tag", IMAGE, str(ROOT), timeout=900, env={**os.environ, "DOCKER_BUILDKIT": "1"})
     say(f"built {IMAGE} in {time.monotonic() - started:.0f} s")
     docker("image", "prune", "--force", timeout=120)  # the previous build's layers
+    docker("builder", "prune", "--force", "--keep-storage", "3gb", timeout=120)
 
 
 def free_port() -> int:
