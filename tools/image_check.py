@@ -168,7 +168,7 @@ def base_image(docker: Docker) -> str:
         return tag
     tarball = CACHE / f"base-{SUITE}-{key}.tar"
     if not tarball.exists():
-        say(f"making a Debian {SUITE} base with mmdebstrap (downloads ~40 MB, once)")
+        say(f"making a Debian {SUITE} base with mmdebstrap (downloads its packages, once)")
         partial = tarball.with_suffix(".partial")
         run(["mmdebstrap", "--format=tar", *MMDEBSTRAP, SUITE, str(partial),
              "http://deb.debian.org/debian"], 900)
