@@ -44,7 +44,9 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if uv("--version").returncode != 0:
         pytest.skip("uv is not installed in this environment (make install installs it)")
     work = tmp_path_factory.mktemp("dist")
-    built = uv("build", "--wheel", "--out-dir", str(work / "dist"), str(ROOT))
+    built = uv("build", "--offline", "--wheel", "--out-dir", str(work / "dist"), str(ROOT))
+    if built.returncode != 0 and "offline" in built.stderr.lower():
+        pytest.skip("the build requirement is not in uv's cache (run make install)")
     assert built.returncode == 0, built.stderr
     (wheel,) = (work / "dist").glob("vipsgate-*-py3-none-any.whl")
     created = uv("venv", "--quiet", "--python", sys.executable, str(work / "venv"))
