@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench loadtest memcheck install clean browser redis
+.PHONY: run test lint bench loadtest memcheck install clean browser redis node \
+	image-check lock dist
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -57,12 +58,50 @@ redis:
 	    echo "redis-server not available: install Debian's redis-server package (Redis tier tests skip)"; \
 	  fi; }
 
-test: lint browser redis
+
+# Debian's nodejs for the CDN recipe tests (tests/test_cdn.py). Never fails: without it
+# those tests skip.
+node:
+	@command -v node >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's nodejs for the CDN recipe tests..."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq nodejs >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	      && apt-get install -y -qq nodejs >/dev/null 2>&1; } \
+	      || echo "Could not install nodejs: the CDN recipe tests will be skipped"; \
+	  else \
+	    echo "node not available: install Debian's nodejs package (CDN recipe tests skip)"; \
+	  fi; }
+
+test: lint browser redis node
 	$(BIN)/python -m pytest $(ARGS)
+	@$(MAKE) --no-print-directory image-check
 
 lint: $(STAMP)
-	$(BIN)/ruff check proxy tests loadtest
+	$(BIN)/ruff check proxy tests loadtest tools
 	$(BIN)/mypy
+
+# Builds the container image on a Debian base made here and runs it as production would
+# (tools/image_check.py). Skipped with the reason where it cannot run (not root, no apt,
+# no Docker daemon possible); IMAGE_CHECK=no skips it, IMAGE_CHECK=yes makes a skip fail.
+IMAGE_CHECK ?= auto
+image-check: $(STAMP)
+	@if [ "$(IMAGE_CHECK)" = no ]; then echo "image-check: skipped (IMAGE_CHECK=no)"; \
+	else $(BIN)/python tools/image_check.py $(if $(filter yes,$(IMAGE_CHECK)),--require); fi
+
+# requirements.lock: every dependency of the image pinned with hashes, for any Linux and
+# Python 3.11+, from pyproject.toml (and its build requirement). Run after changing them.
+lock: $(STAMP)
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", \
+	  "rb"))["build-system"]["requires"]))' | $(BIN)/python -m uv pip compile pyproject.toml - \
+	  --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+	  --quiet -o requirements.lock
+
+# The wheel and the sdist, in dist/ (install with: pip install 'dist/vipsgate-*.whl[django]')
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m uv build --quiet --out-dir dist
+	@ls dist
 
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py $(ARGS)
@@ -74,4 +113,4 @@ memcheck: $(STAMP)
 	$(BIN)/python loadtest/memcheck.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build

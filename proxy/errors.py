@@ -13,6 +13,21 @@ class ConfigError(Exception):
     """A setting is invalid; start-up stops with this one-line message."""
 
 
+class BuilderConfigError(ValueError):
+    """The URL helper is configured wrongly; ``option`` names the argument (``key``,
+    ``salt``, ...) so a framework can name its own setting in the message."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+class ListenError(Exception):
+    """The server cannot listen on its address (taken by another server, not local, no
+    permission); start-up stops with this one-line message."""
+
+
 class ProxyError(Exception):
     """Base of every error that becomes an HTTP response."""
 

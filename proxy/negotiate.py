@@ -7,10 +7,13 @@ and ``Vary`` are known) and is handed down to processing, which calls
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PREFERRED_SOURCE_FORMATS = ("jpeg", "png", "gif")
 _MODERN = ("jxl", "avif", "webp")  # preference order when several are allowed (imgproxy's)
+#: a q-value: a plain decimal number (the CDN recipes in cdn/ read it the same way)
+_QVALUE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def accepted_types(accept: str) -> dict[str, float]:
@@ -25,10 +28,8 @@ def accepted_types(accept: str) -> dict[str, float]:
         for param in fields[1:]:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
-                try:
-                    q = max(0.0, min(1.0, float(value)))
-                except ValueError:
-                    q = 0.0
+                text = value.strip()
+                q = max(0.0, min(1.0, float(text))) if _QVALUE.fullmatch(text) else 0.0
         result[media] = max(q, result.get(media, 0.0)) if media in result else q
     return result
 
@@ -44,6 +45,17 @@ def modern_formats(accept: str, webp: bool, avif: bool, jxl: bool = False) -> tu
     usable = [f for f in _MODERN if enabled[f] and types.get(f"image/{f}", 0.0) > 0]
     # the client's q-values order them; equal q-values keep our order (AVIF first)
     return tuple(sorted(usable, key=lambda f: -types[f"image/{f}"]))
+
+
+def edge_accept(accept: str) -> str:
+    """The ``Accept`` a CDN forwards, and keys its cache on, instead of ``accept``: vipsgate
+    answers both alike (with AUTO_AVIF/AUTO_WEBP on), and there are four values only:
+    ``image/avif,image/webp``, ``image/avif``, ``image/webp`` and ``""`` (no header).
+    The recipes in ``cdn/`` compute the same; tests/test_cdn.py holds them to it."""
+    formats = modern_formats(accept, webp=True, avif=True)
+    if formats[:1] == ("webp",):  # WebP first: AVIF is never chosen
+        return "image/webp"
+    return ",".join(f"image/{fmt}" for fmt in formats)
 
 
 @dataclass(frozen=True)
