@@ -13,8 +13,6 @@ UNSUPPORTED: dict[str, str] = {
     "IMGPROXY_USE_LINEAR_COLORSPACE": "resizing is done in sRGB (imgproxy's default)",
     "IMGPROXY_ENABLE_WEBP_DETECTION": "an old imgproxy name: use IMGPROXY_AUTO_WEBP",
     "IMGPROXY_ENABLE_AVIF_DETECTION": "an old imgproxy name: use IMGPROXY_AUTO_AVIF",
-    "IMGPROXY_ENFORCE_JXL": "JPEG XL output is not produced",
-    "IMGPROXY_AUTO_JXL": "JPEG XL output is not produced",
     "IMGPROXY_USE_GCS": "only local:///, http(s):// and s3:// sources",
     "IMGPROXY_USE_ABS": "only local:///, http(s):// and s3:// sources",
     "IMGPROXY_USE_SWIFT": "only local:///, http(s):// and s3:// sources",
