@@ -23,7 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="server processes sharing the port (default VIPSGATE_PROCESSES)")
     sign = sub.add_parser("sign", help="print the signed path for PATH")
     sign.add_argument("path", help="e.g. /rs:fit:300:200/plain/local:///landscape.jpg")
-    sub.add_parser("config", help="print the configuration table (Markdown)")
+    config_cmd = sub.add_parser("config", help="print the configuration table (Markdown)")
+    config_cmd.add_argument("--imgproxy", action="store_true",
+                            help="print every imgproxy setting: supported or not, and why")
     _add_warm_parser(sub)
     args = parser.parse_args(argv)
 
@@ -31,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "warm":
         return warm_command(args)
     if args.command == "config":
-        print(config.settings_table())
+        if args.imgproxy:
+            from .config.accounting import imgproxy_table
+            print(imgproxy_table())
+        else:
+            print(config.settings_table())
         return 0
     try:
         settings = config.from_env()

@@ -45,6 +45,10 @@ def serve(settings: Settings, host: str, port: int) -> int:
     from .app import POOL, create_app
     from .logs import configure_logging, flush_access_log
     configure_logging(settings.log_level, settings.log_format)
+    if index == 0:  # imgproxy settings that are set but not supported: say so, once
+        from .config.unsupported import unsupported_set
+        for line in unsupported_set(os.environ):
+            logging.getLogger("vipsgate").warning(line)
     sys.setswitchinterval(0.001)  # hand the GIL to finished libvips threads sooner
     app = create_app(settings)
     main = _serve(app, settings, host, port, full_banner=index == 0)
