@@ -178,6 +178,8 @@ class ImageHandler:
                                                       self.fallback.source(), JobReport()))
         except TimeoutError:
             raise RequestTimeout(f"Request took longer than {self.timeout}s") from None
+        if outcome is not Outcome.HIT:
+            trace.add(entry.report)
         trace.cache, trace.format = outcome.value, entry.result.format
         return self.responder.fallback(entry, url.effective, url.source.url, policy.vary,
                                        self.fallback.status(exc))
