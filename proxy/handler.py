@@ -76,12 +76,12 @@ class ImageHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         trace = request[TRACE]
         self.verifier.check_client(request.headers, request.remote)
-        trace_context.bind(self.tracer.outgoing(request.headers))  # for origin requests
         hints = client_hints.read(request.headers) if self.settings.enable_client_hints \
             else None
         url = self.resolver(self.verifier.verify(request.raw_path), hints)
         trace.source_scheme = url.source.scheme
         if url.effective.raw:  # the origin's response as it is: not cached, not processed
+            trace_context.bind(self.tracer.outgoing(request.headers))
             return await self.passthrough.respond(request, url)
         policy = self.negotiate(url.format, request.headers.get("Accept", ""))
         memo = self.memo(url, policy)
@@ -109,7 +109,10 @@ class ImageHandler:
 
     async def compute(self, request: web.Request, url: Resolved, policy: FormatPolicy,
                       key: ResultKey, trace: RequestTrace) -> tuple[CachedResult, Outcome]:
-        """A result that is not cached: revalidate, then produce it (coalesced), in time."""
+        """A result that is not cached: revalidate, then produce it (coalesced), in time.
+        The trace context for origin requests is bound here: the tasks this starts (the
+        coalesced job, its download) copy it."""
+        trace_context.bind(self.tracer.outgoing(request.headers))
         name = self.tier.key(key, request.headers)
         try:
             async with asyncio.timeout(self.timeout):
