@@ -237,6 +237,8 @@ def test_watermark_opacity_scales_the_effect():
 
 
 def test_watermark_scale_and_replicate():
+    """``re`` as imgproxy's processing/watermark.go (prepareWatermark) and vips/vips.c
+    (vips_replicate_go, centred) tile it."""
     data = png(solid(100, 80, WHITE))
     _, out = run(data, "wm:1:ce:0:0:0.5", watermark=MARK)  # fits 50x40: a 40x40 square
     assert close(px(out, 31, 21), RED, 0) and close(px(out, 68, 58), RED, 0)

@@ -270,6 +270,7 @@ async def test_body_cut_short_is_422(make_client, origin: Origin) -> None:
     (401, 401), (407, 407), (408, 408)])  # every 4xx as is (imgproxy 3.31+)
 async def test_origin_status_mapping(make_client, origin: Origin, code: int,
                                      expected: int) -> None:
+    """imgproxy's fetcher/errors.go (newResponseStatusError): 4xx as is, 5xx -> 502."""
     client = await make_client(**LOOPBACK)
     response = await client.get(image_path(origin.url(f"/status/{code}")))
     assert response.status == expected
