@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench loadtest memcheck install clean browser redis emulators
+.PHONY: run test lint bench loadtest memcheck install clean browser redis node \
+	clients emulators image-check lock dist
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -57,34 +58,92 @@ redis:
 	    echo "redis-server not available: install Debian's redis-server package (Redis tier tests skip)"; \
 	  fi; }
 
-# Azurite (npm), the Azure Blob Storage emulator of the abs:// and abs-tier tests, into
-# .emulators/ (git-ignored); the tests start it on a free port and stop it. Without npm,
-# Debian's npm is installed when this runs as root. Never fails: without npm or the
-# registry those tests skip. (The GCS emulator is a Python package of the test extra.)
-AZURITE := 3.37.0
-emulators:
-	@[ -x .emulators/node_modules/.bin/azurite-blob ] || { \
-	  if ! command -v npm >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "Installing Debian's npm for the Azure Blob Storage emulator..."; \
+
+# Debian's nodejs for the CDN recipe tests (tests/test_cdn.py). Never fails: without it
+# those tests skip.
+node:
+	@command -v node >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's nodejs for the CDN recipe tests..."; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -qq npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
-	      && apt-get install -y -qq npm >/dev/null 2>&1; } || true; \
-	  fi; \
-	  if command -v npm >/dev/null; then \
-	    echo "Installing Azurite $(AZURITE) into .emulators/ for the Azure Blob Storage tests..."; \
-	    npm install --prefix .emulators --no-audit --no-fund --loglevel=error \
-	      --fetch-timeout=60000 --fetch-retries=1 --no-save azurite@$(AZURITE) >/dev/null 2>&1 \
-	      || echo "Could not install Azurite: the Azure Blob Storage tests will be skipped"; \
+	    apt-get install -y -qq nodejs >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	      && apt-get install -y -qq nodejs >/dev/null 2>&1; } \
+	      || echo "Could not install nodejs: the CDN recipe tests will be skipped"; \
 	  else \
-	    echo "npm not available: install Node.js and npm (Azure Blob Storage tests skip)"; \
+	    echo "node not available: install Debian's nodejs package (CDN recipe tests skip)"; \
 	  fi; }
 
-test: lint browser redis emulators
+# imgproxy's official Node.js URL builder (npm @imgproxy/imgproxy-node, pinned in
+# tests/clients/package.json) for tests/test_third_party_clients.py, with Debian's
+# nodejs and npm when they are missing. Never fails: without them that test skips.
+clients:
+	@[ -d tests/clients/node_modules/@imgproxy/imgproxy-node ] || { \
+	  command -v npm >/dev/null || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	      echo "Installing Debian's nodejs and npm for the client tests..."; \
+	      export DEBIAN_FRONTEND=noninteractive; \
+	      apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	        && apt-get install -y -qq nodejs npm >/dev/null 2>&1; }; \
+	    fi; }; \
+	  if command -v npm >/dev/null; then \
+	    npm install --prefix tests/clients --no-audit --no-fund --no-package-lock --silent \
+	      >/dev/null 2>&1 || echo "Could not install @imgproxy/imgproxy-node: its test will be skipped"; \
+	  else \
+	    echo "npm not available: the @imgproxy/imgproxy-node test will be skipped"; \
+	  fi; }
+
+# Azurite, the Azure Blob Storage emulator of the abs:// and abs-tier tests (npm azurite,
+# pinned in tests/emulators/package.json; the tests start it on a free port and stop it),
+# with Debian's nodejs and npm when they are missing. Never fails: without them those
+# tests skip. (The GCS emulator is a Python package of the test extra.)
+emulators:
+	@[ -x tests/emulators/node_modules/.bin/azurite-blob ] || { \
+	  command -v npm >/dev/null || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	      echo "Installing Debian's nodejs and npm for the Azure Blob Storage emulator..."; \
+	      export DEBIAN_FRONTEND=noninteractive; \
+	      apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	        && apt-get install -y -qq nodejs npm >/dev/null 2>&1; }; \
+	    fi; }; \
+	  if command -v npm >/dev/null; then \
+	    echo "Installing Azurite into tests/emulators/ for the Azure Blob Storage tests..."; \
+	    npm install --prefix tests/emulators --no-audit --no-fund --no-package-lock --silent \
+	      --fetch-timeout=60000 --fetch-retries=1 >/dev/null 2>&1 \
+	      || echo "Could not install Azurite: the Azure Blob Storage tests will be skipped"; \
+	  else \
+	    echo "npm not available: the Azure Blob Storage tests will be skipped"; \
+	  fi; }
+
+test: lint browser redis node clients emulators
 	$(BIN)/python -m pytest $(ARGS)
+	@$(MAKE) --no-print-directory image-check
 
 lint: $(STAMP)
-	$(BIN)/ruff check proxy tests loadtest
+	$(BIN)/ruff check proxy tests loadtest tools
 	$(BIN)/mypy
+
+# Builds the container image on a Debian base made here and runs it as production would
+# (tools/image_check.py). Skipped with the reason where it cannot run (not root, no apt,
+# no Docker daemon possible); IMAGE_CHECK=no skips it, IMAGE_CHECK=yes makes a skip fail.
+IMAGE_CHECK ?= auto
+image-check: $(STAMP)
+	@if [ "$(IMAGE_CHECK)" = no ]; then echo "image-check: skipped (IMAGE_CHECK=no)"; \
+	else $(BIN)/python tools/image_check.py $(if $(filter yes,$(IMAGE_CHECK)),--require); fi
+
+# requirements.lock: every dependency of the image pinned with hashes, for any Linux and
+# Python 3.11+, from pyproject.toml (and its build requirement). Run after changing them.
+lock: $(STAMP)
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", \
+	  "rb"))["build-system"]["requires"]))' | $(BIN)/python -m uv pip compile pyproject.toml - \
+	  --extra gcs --extra azure \
+	  --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+	  --quiet -o requirements.lock
+
+# The wheel and the sdist, in dist/ (install with: pip install 'dist/vipsgate-*.whl[django]')
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m uv build --quiet --out-dir dist
+	@ls dist
 
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py $(ARGS)
@@ -96,4 +155,5 @@ memcheck: $(STAMP)
 	$(BIN)/python loadtest/memcheck.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts .emulators
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build tests/clients/node_modules \
+	  tests/emulators/node_modules

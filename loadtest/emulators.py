@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from loadtest.common import ROOT, free_port
 
-AZURITE = ROOT / ".emulators" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE = ROOT / "tests" / "emulators" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_NAME = "devstoreaccount1"
 AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
                "KBHBeksoGMGw==")

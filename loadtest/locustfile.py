@@ -6,7 +6,8 @@ browser (Accept decides AVIF/WebP/JPEG). A small share of requests carries a
 bad signature (403 expected) or names a missing source (404 expected).
 
 Environment (set by run_locust.py): VIPSGATE_LT_KEY, VIPSGATE_LT_SALT (hex),
-VIPSGATE_LT_SOURCES (comma list of source URLs, e.g. ``local:///img_000.jpg``).
+VIPSGATE_LT_SOURCES (source URLs, one per line, e.g. ``local:///img_000.jpg``), and
+IMGPROXY_SECRET, sent as ``Authorization: Bearer`` when set (a deployment behind a CDN).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import random
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from vipsgate.paths import encode_source
 from vipsgate.signing import Signer
 
 SIZES = [(160, 120, "fill"), (320, 240, "fill"), (640, 480, "fit"), (1200, 800, "fit")]
@@ -37,11 +39,13 @@ def _zipf_weights(n: int, s: float = ZIPF_S) -> list[float]:
     return list(itertools.accumulate(1 / (k ** s) for k in range(1, n + 1)))
 
 
-SOURCES = [s for s in os.environ.get("VIPSGATE_LT_SOURCES", "").split(",") if s]
+SOURCES = [s for s in os.environ.get("VIPSGATE_LT_SOURCES", "").splitlines() if s]
 CUMULATIVE = _zipf_weights(len(SOURCES)) if SOURCES else []
 SIGNER = Signer.from_hex([os.environ.get("VIPSGATE_LT_KEY", "00")],
                          [os.environ.get("VIPSGATE_LT_SALT", "00")])
 ACCEPT_CUMULATIVE = list(itertools.accumulate(share for share, _ in ACCEPT))
+SECRET = os.environ.get("IMGPROXY_SECRET", "")
+AUTHORIZATION = {"Authorization": f"Bearer {SECRET}"} if SECRET else {}
 
 
 def pick_source(rng: random.Random) -> str:
@@ -55,7 +59,9 @@ def pick_accept(rng: random.Random) -> str:
 
 def image_path(source: str, width: int, height: int, kind: str, dpr: int) -> str:
     options = f"/rs:{kind}:{width}:{height}" + (f"/dpr:{dpr}" if dpr > 1 else "")
-    return f"{options}/plain/{source}"
+    if source.startswith("local:///") and "?" not in source:
+        return f"{options}/plain/{source}"  # readable in the report
+    return f"{options}/{encode_source(source)}"  # any URL: ?, @ and % included
 
 
 class Visitor(FastHttpUser):
@@ -85,7 +91,8 @@ class Visitor(FastHttpUser):
         signature = SIGNER.sign(path)
         if MISSING_SOURCE_SHARE <= roll < MISSING_SOURCE_SHARE + BAD_SIGNATURE_SHARE:
             signature, expected, name = "bad" + signature[3:], 403, "bad signature"
-        with self.client.get(f"/{signature}{path}", headers={"Accept": self.accept},
+        with self.client.get(f"/{signature}{path}",
+                             headers={"Accept": self.accept, **AUTHORIZATION},
                              name=name, catch_response=True) as response:
             if response.status_code != expected:
                 response.failure(f"expected {expected}, got {response.status_code}")

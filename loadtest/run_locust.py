@@ -1,12 +1,18 @@
-"""Headless locust run against a vipsgate server that this script starts itself.
+"""Headless locust run against a vipsgate server that this script starts itself, or
+against an existing deployment.
 
     make loadtest                          # local:/// sources, 20 users, 30 s
     make loadtest ARGS="--s3 --users 40 --run-time 60s"
+    IMGPROXY_KEY=... IMGPROXY_SALT=... make loadtest \
+        ARGS="--host https://img.example.com --sources sources.txt --users 10"
 
 Generates a catalogue of source images, serves them from a temp dir (or from a
-moto S3 server on 127.0.0.1 with ``--s3``), starts ``python -m proxy serve``,
+moto S3 server on 127.0.0.1 with ``--s3``), starts ``python -m vipsgate serve``,
 runs ``loadtest/locustfile.py`` headless for a bounded time and writes CSV and
-HTML reports into loadtest/results/ (git-ignored).
+HTML reports into loadtest/results/ (git-ignored). With ``--host`` nothing is
+started: the URLs are signed with the deployment's ``IMGPROXY_KEY``/``IMGPROXY_SALT``
+for the sources listed in ``--sources`` (one URL the deployment can fetch per line),
+and ``IMGPROXY_SECRET``, when set, is sent as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -86,7 +92,14 @@ def main() -> int:
     parser.add_argument("--run-time", default="30s")
     parser.add_argument("--processes", type=int, default=1, help="server processes")
     parser.add_argument("--workers", type=int, default=0, help="IMGPROXY_WORKERS (0 = auto)")
+    parser.add_argument("--host", help="an existing deployment, e.g. https://img.example.com "
+                                       "(signed with IMGPROXY_KEY/IMGPROXY_SALT)")
+    parser.add_argument("--sources", help="with --host: file of source URLs, one per line")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where the CSV and HTML reports go (default loadtest/results)")
     args = parser.parse_args()
+    if args.host or args.sources:
+        return remote(parser, args)
 
     prepare_libvips()
     tmp = Path(tempfile.mkdtemp(prefix="vipsgate-locust-"))
@@ -94,7 +107,7 @@ def main() -> int:
     root.mkdir()
     print(f"generating {args.images} source images ...", flush=True)
     names = catalogue(root, args.images)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if args.s3:
             env, sources = stack.enter_context(s3_sources(root, names))
@@ -106,16 +119,50 @@ def main() -> int:
         print(f"vipsgate on http://127.0.0.1:{server.port} ({'s3' if args.s3 else 'local'} "
               f"sources); locust: {args.users} users for {args.run_time}", flush=True)
         locust_env = {**os.environ, "VIPSGATE_LT_KEY": KEY, "VIPSGATE_LT_SALT": SALT,
-                      "VIPSGATE_LT_SOURCES": ",".join(sources), "PYTHONPATH": str(ROOT)}
-        prefix = RESULTS / ("locust-s3" if args.s3 else "locust-local")
-        command = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest/locustfile.py"),
-                   "--headless", "--host", f"http://127.0.0.1:{server.port}",
-                   "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.run_time,
-                   "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary",
-                   "--stop-timeout", "5"]
-        code = subprocess.call(command, env=locust_env, cwd=ROOT)
+                      "VIPSGATE_LT_SOURCES": "\n".join(sources), "PYTHONPATH": str(ROOT)}
+        prefix = args.results / ("locust-s3" if args.s3 else "locust-local")
+        code = run_locust(f"http://127.0.0.1:{server.port}", args, prefix, locust_env)
+    return code
+
+
+def run_locust(host: str, args: argparse.Namespace, prefix: Path, env: dict[str, str]) -> int:
+    """locust, headless, for ``--run-time`` at most; reports under ``prefix``."""
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest/locustfile.py"),
+               "--headless", "--host", host,
+               "-u", str(args.users), "-r", str(args.spawn_rate), "-t", args.run_time,
+               "--csv", str(prefix), "--html", f"{prefix}.html", "--only-summary",
+               "--stop-timeout", "5"]
+    code = subprocess.call(command, env=env, cwd=ROOT)
     print(f"reports: {prefix}_stats.csv, {prefix}.html (locust exit code {code})")
     return code
+
+
+def remote(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Load an existing deployment: its key signs, ``--sources`` names the images."""
+    if not args.host or not args.sources:
+        parser.error("--host and --sources go together")
+    if args.s3 or args.processes != 1 or args.workers:
+        parser.error("--s3, --processes and --workers describe a local server, not --host")
+    key, salt = os.environ.get("IMGPROXY_KEY", ""), os.environ.get("IMGPROXY_SALT", "")
+    try:
+        bytes.fromhex(key.split(",")[0])
+        bytes.fromhex(salt.split(",")[0])
+    except ValueError:
+        key = ""
+    if not key or not salt:
+        parser.error("--host needs the deployment's IMGPROXY_KEY and IMGPROXY_SALT (hex) "
+                     "in the environment")
+    with open(args.sources) as fh:
+        sources = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+    if not sources:
+        parser.error(f"{args.sources} lists no source URLs")
+    args.results.mkdir(parents=True, exist_ok=True)
+    print(f"locust against {args.host}: {len(sources)} sources, {args.users} users for "
+          f"{args.run_time}", flush=True)
+    env = {**os.environ, "VIPSGATE_LT_KEY": key.split(",")[0],
+           "VIPSGATE_LT_SALT": salt.split(",")[0], "VIPSGATE_LT_SOURCES": "\n".join(sources),
+           "PYTHONPATH": str(ROOT)}
+    return run_locust(args.host.rstrip("/"), args, args.results / "locust-remote", env)
 
 
 if __name__ == "__main__":

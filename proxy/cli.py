@@ -1,21 +1,32 @@
-"""The ``vipsgate`` command: ``serve``, ``sign``, ``config``."""
+"""The ``vipsgate`` command line: serve, sign, config, warm, health."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ListenError
+
+DESCRIPTION = """\
+vipsgate: an imgproxy-compatible image proxy (aiohttp + libvips).
+
+Settings come from IMGPROXY_* / VIPSGATE_* environment variables: `vipsgate config`
+lists them, `vipsgate config --check` checks the environment. `vipsgate COMMAND --help`
+describes each command.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vipsgate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="vipsgate", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve_cmd = sub.add_parser("serve", help="run the image server")
     serve_cmd.add_argument("--host", help="address to bind (default from VIPSGATE_BIND)")
     serve_cmd.add_argument("--port", type=int, help="port (default 8080)")
@@ -23,42 +34,88 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help="server processes sharing the port (default VIPSGATE_PROCESSES)")
     sign = sub.add_parser("sign", help="print the signed path for PATH")
     sign.add_argument("path", help="e.g. /rs:fit:300:200/plain/local:///landscape.jpg")
-    sub.add_parser("config", help="print the configuration table (Markdown)")
+    config_cmd = sub.add_parser("config", help="print the configuration table (Markdown), "
+                                "or check the environment (--check)")
+    config_cmd.add_argument("--check", action="store_true",
+                            help="check the environment: one line per problem, exit 1 if any")
+    config_cmd.add_argument("--imgproxy", action="store_true",
+                            help="print every imgproxy setting: supported or not, and why")
     _add_warm_parser(sub)
+    health = sub.add_parser("health", help="exit 0 if the local server answers /health "
+                            "(a container health check)")
+    health.add_argument("--url", help="probe this URL instead of the one the settings give")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     args = parser.parse_args(argv)
+    if args.version:
+        from .commands import version
+        return _print(version())
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return _run(args)
 
-    from . import config
+
+def _print(text: str) -> int:
+    """Print to stdout; a reader that went away (``vipsgate config | head``) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # the rest would fail again at exit: send it nowhere (Python's documented way)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"vipsgate: {message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import commands, config
     if args.command == "warm":
         return warm_command(args)
     if args.command == "config":
-        print(config.settings_table())
-        return 0
+        if args.imgproxy:
+            from .config.accounting import imgproxy_table
+            return _print(imgproxy_table())
+        if not args.check:
+            return _print(config.settings_table())
+        errors, warnings = commands.check_environment(os.environ)
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
+        return 1 if errors else _print("configuration ok")
     try:
         settings = config.from_env()
     except ConfigError as exc:
-        print(f"vipsgate: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"configuration error: {exc}")
+    if args.command == "health":
+        try:
+            return _print(commands.health(args.url or commands.health_url(settings),
+                                          args.timeout))
+        except ValueError as exc:
+            return _fail(f"unhealthy: {exc}", 1)
     if args.command == "sign":
-        from .signing import Signer
         if settings.dev_mode:
-            print("vipsgate: set IMGPROXY_KEY and IMGPROXY_SALT to sign URLs", file=sys.stderr)
-            return 2
-        signer = Signer.from_hex(settings.keys, settings.salts, settings.signature_size)
-        path = args.path if args.path.startswith("/") else "/" + args.path
-        print(f"/{signer.sign(path)}{path}")
-        return 0
+            return _fail("set IMGPROXY_KEY and IMGPROXY_SALT to sign URLs")
+        try:
+            return _print(commands.sign(args.path, settings))
+        except ValueError as exc:
+            return _fail(f"cannot sign {args.path}: {exc}")
     host, port = settings.host_port
     if args.processes is not None:
         if args.processes < 1:
-            print("vipsgate: --processes must be at least 1", file=sys.stderr)
-            return 2
+            return _fail("--processes must be at least 1")
         settings = dataclasses.replace(settings, processes=args.processes)
     from .serve import serve
     try:
         return serve(settings, args.host or host, port if args.port is None else args.port)
     except ConfigError as exc:  # found at start-up (a watermark that cannot be read, ...)
-        print(f"vipsgate: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"configuration error: {exc}")
+    except ListenError as exc:  # a busy port, an address not on this host
+        return _fail(str(exc))
 
 
 def _add_warm_parser(sub: Any) -> None:

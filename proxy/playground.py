@@ -89,7 +89,7 @@ class Playground:
     def builder(self, base_url: str, encode: str) -> UrlBuilder:
         s = self.settings
         if not s.keys:  # VIPSGATE_INSECURE: unsigned URLs
-            return UrlBuilder(base_url, encode=encode)
+            return UrlBuilder(base_url, encode=encode, insecure=True)
         return UrlBuilder(base_url, s.keys[0], s.salts[0], s.signature_size, encode)
 
     def build(self, form: dict[str, Any], origin: str, parser: ParserConfig

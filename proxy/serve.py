@@ -10,12 +10,15 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+from collections.abc import Callable
 
 from aiohttp import web
 
 from .config import Settings
+from .listen import BACKLOG
 
 
 def _limit_arenas() -> None:
@@ -28,26 +31,42 @@ def _limit_arenas() -> None:
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """Serve until SIGTERM; with ``VIPSGATE_PROCESSES`` > 1, fork that many servers first
-    (before libvips is loaded: its threads do not survive a fork)."""
+    (before libvips is loaded: its threads do not survive a fork). The ports are bound
+    before anything starts, and a busy one stops start-up (``ListenError``)."""
     _limit_arenas()
+    from .listen import close, listen
+    n = settings.processes
+    sockets = listen(host, port, n)
+    metrics_sockets = None
+    if settings.prometheus_bind:
+        metrics_host, _, metrics_port = settings.prometheus_bind.rpartition(":")
+        try:
+            metrics_sockets = listen(metrics_host, int(metrics_port), n)
+        except BaseException:
+            close(sockets)
+            raise
     index = 0
-    if settings.processes > 1:
-        if port == 0:
-            print("vipsgate: several processes need a fixed port", file=sys.stderr)
-            return 2
-        forked = _fork_servers(settings.processes)
+    if n > 1:
+        forked = _fork_servers(n, lambda: close([*sockets, *(metrics_sockets or [])]))
         if isinstance(forked, ExitCode):
             return forked.code
         index = forked
-        n = settings.processes  # the cache sizes are totals: each process gets its share
         settings = dataclasses.replace(settings, result_cache_bytes=settings.result_cache_bytes
                                        // n, source_cache_bytes=settings.source_cache_bytes // n)
+        # the cache sizes are totals: each process gets its share; and its own sockets
+        for others in (sockets, metrics_sockets or []):
+            close([s for i, s in enumerate(others) if i != index])
     from .app import POOL, create_app
     from .logs import configure_logging, flush_access_log
     configure_logging(settings.log_level, settings.log_format)
+    if index == 0:
+        from .config.environment import warnings
+        for line in warnings(os.environ):
+            logging.getLogger("vipsgate").warning("%s", line)
     sys.setswitchinterval(0.001)  # hand the GIL to finished libvips threads sooner
     app = create_app(settings)
-    main = _serve(app, settings, host, port, full_banner=index == 0)
+    main = _serve(app, settings, host, sockets[index],
+                  metrics_sockets[index] if metrics_sockets else [], full_banner=index == 0)
     try:
         import uvloop
         uvloop.run(main)
@@ -71,8 +90,8 @@ class ExitCode:
     code: int
 
 
-def _fork_servers(count: int) -> int | ExitCode:
-    """Fork ``count`` server processes that share the port with SO_REUSEPORT.
+def _fork_servers(count: int, release: Callable[[], None]) -> int | ExitCode:
+    """Fork ``count`` server processes, each with its own SO_REUSEPORT socket on the port.
 
     Returns the process index in a child. The parent only supervises: it forwards
     SIGTERM/SIGINT, and when one child dies unexpectedly it stops the others and
@@ -104,6 +123,9 @@ def _fork_servers(count: int) -> int | ExitCode:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # the parent never accepts: its copies would keep the listeners open after the
+    # children close them (connections queued with nobody to answer)
+    release()
     status, remaining = 0, set(children)
     while remaining:
         pid, raw = os.wait()
@@ -118,9 +140,10 @@ def _fork_servers(count: int) -> int | ExitCode:
     return ExitCode(status)
 
 
-async def _serve(app: web.Application, settings: Settings, host: str, port: int,
+async def _serve(app: web.Application, settings: Settings, host: str,
+                 sockets: list[socket.socket], metrics_sockets: list[socket.socket],
                  full_banner: bool = True) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down gracefully:
+    """Serve on ``sockets`` until SIGTERM/SIGINT, then shut down gracefully:
 
     1. ``/ready`` answers 503 (and responses close their connection) while the server
        keeps serving for ``VIPSGATE_DRAIN_DELAY`` seconds, so load balancers notice;
@@ -141,30 +164,28 @@ async def _serve(app: web.Application, settings: Settings, host: str, port: int,
                            shutdown_timeout=settings.graceful_stop_timeout / 2)
     try:
         await runner.setup()  # starts the app's cleanup contexts
-        site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
-        await site.start()
+        for sock in sockets:
+            await web.SockSite(runner, sock, backlog=BACKLOG).start()
     except BaseException:
         await runner.cleanup()  # closes the resources that did start
         raise
     runners = [runner]
-    metrics_site = None
-    if settings.prometheus_bind:  # a separate listener, stopped last
+    if metrics_sockets:  # a separate listener, stopped last
         metrics_runner = web.AppRunner(metrics_app(metrics), access_log=None,
                                        shutdown_timeout=1)
         await metrics_runner.setup()
-        metrics_host, _, metrics_port = settings.prometheus_bind.rpartition(":")
-        metrics_site = web.TCPSite(metrics_runner, metrics_host, int(metrics_port),
-                                   reuse_port=True)
-        await metrics_site.start()
+        for sock in metrics_sockets:
+            await web.SockSite(metrics_runner, sock).start()
         runners.append(metrics_runner)
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals.put_nowait, sig)
-    _banner(settings, host, _bound_port(site, port), full_banner)
-    if metrics_site is not None:
-        print(f"vipsgate metrics on http://{metrics_host}:{_bound_port(metrics_site, 0)}"
-              "/metrics", flush=True)
+    _banner(settings, host, sockets[0].getsockname()[1], full_banner)
+    if metrics_sockets:
+        metrics_host, metrics_port = metrics_sockets[0].getsockname()[:2]
+        shown = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        print(f"vipsgate metrics on http://{shown}:{metrics_port}/metrics", flush=True)
     received = await signals.get()
     lifecycle.draining = True
     log.info("%s received: /ready answers 503; serving %.3gs more before closing the "
@@ -194,12 +215,6 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _bound_port(site: web.TCPSite, default: int) -> int:
-    server = site._server  # aiohttp keeps the asyncio server here
-    sockets = getattr(server, "sockets", None)
-    return sockets[0].getsockname()[1] if sockets else default
 
 
 def _banner(settings: Settings, host: str, port: int, full: bool = True) -> None:

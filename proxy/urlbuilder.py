@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
-from .errors import ProxyError
+from .errors import BuilderConfigError, ProxyError
 from .formats import canonical, mime_type
 from .geometry import plan, result_size
 from .options import Crop, Extend, Gravity, ProcessingOptions, Trim, Watermark
@@ -58,6 +58,7 @@ _FIELD_TYPES = {f.name: str(f.type) for f in fields(ProcessingOptions)}
 _NOT_IN_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
 _PARSER = ParserConfig(allow_security_options=True)  # the server decides
 _TRUE_WORDS = frozenset({"1", "t", "true", "yes", "on", "y"})
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def to_gravity(value: Any) -> Gravity:
@@ -242,43 +243,74 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(float(value))
 
 
+#: where ``UrlBuilder.from_env`` reads each constructor argument
+ENV_NAMES = {"base_url": "VIPSGATE_BASE_URL", "key": "IMGPROXY_KEY", "salt": "IMGPROXY_SALT",
+             "signature_size": "IMGPROXY_SIGNATURE_SIZE", "encode": "VIPSGATE_URL_ENCODING",
+             "media_base_url": "VIPSGATE_MEDIA_BASE_URL", "insecure": "VIPSGATE_URL_INSECURE"}
+
+
 class UrlBuilder:
     """Builds signed URLs that vipsgate (or imgproxy) serves.
 
     ``key``/``salt``: hex strings (as in ``IMGPROXY_KEY``/``IMGPROXY_SALT``; with a
-    comma-separated list the first pair signs) or raw bytes. Without them URLs are
-    unsigned (``/insecure/...``). ``signature_size`` truncates signatures like
-    ``IMGPROXY_SIGNATURE_SIZE``. ``encode`` is ``"base64"`` (default) or ``"plain"``
-    for the source URL part.
+    comma-separated list the first pair signs) or raw bytes. Unsigned URLs
+    (``/insecure/...``, for a server with ``VIPSGATE_INSECURE=1``) need ``insecure=True``
+    and no key: a missing key or salt is an error, never a silent fallback.
+    ``signature_size`` truncates signatures like ``IMGPROXY_SIGNATURE_SIZE``. ``encode`` is
+    ``"base64"`` (default) or ``"plain"`` for the source URL part. ``media_base_url``
+    (e.g. ``https://www.example.com``) is put in front of relative sources
+    (``/media/cat.jpg``) only, so ``s3://`` and ``local:///`` sources keep working.
+    Invalid arguments raise ``BuilderConfigError`` (a ``ValueError``) naming the argument.
     """
 
     def __init__(self, base_url: str = "", key: str | bytes | None = None,
                  salt: str | bytes | None = None, signature_size: int | None = None,
-                 encode: str = "base64") -> None:
+                 encode: str = "base64", *, insecure: bool = False,
+                 media_base_url: str = "") -> None:
         if encode not in ("base64", "plain"):
-            raise ValueError("encode must be 'base64' or 'plain'")
-        size = 32 if signature_size is None else int(signature_size)
+            raise BuilderConfigError("encode", "must be 'base64' or 'plain'")
+        try:
+            size = 32 if signature_size is None else int(signature_size)
+        except (TypeError, ValueError):
+            size = 0
         if not 1 <= size <= 32:
-            raise ValueError("signature_size must be 1..32")
+            raise BuilderConfigError("signature_size", "must be an integer 1..32")
+        if media_base_url and not _ABSOLUTE.match(media_base_url):
+            raise BuilderConfigError("media_base_url", "must be an absolute URL such as "
+                                     f"https://www.example.com, not {media_base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.media_base_url = media_base_url.rstrip("/")
         self.encode = encode
         self.signature_size = size
-        self._key = _secret(key)
-        self._salt = _secret(salt)
+        self._key = _secret(key, "key")
+        self._salt = _secret(salt, "salt")
+        if insecure and (self._key or self._salt):
+            raise BuilderConfigError("insecure", "unsigned URLs take no key or salt")
+        if not insecure and not (self._key and self._salt):
+            raise BuilderConfigError("salt" if self._key else "key", (
+                "missing: signed URLs need the server's hex key and salt "
+                "(unsigned /insecure/ URLs need insecure=True)"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> UrlBuilder:
         """From ``VIPSGATE_BASE_URL``, ``IMGPROXY_KEY``, ``IMGPROXY_SALT``,
-        ``IMGPROXY_SIGNATURE_SIZE`` and ``VIPSGATE_URL_ENCODING`` (base64|plain)."""
+        ``IMGPROXY_SIGNATURE_SIZE``, ``VIPSGATE_URL_ENCODING`` (base64|plain),
+        ``VIPSGATE_MEDIA_BASE_URL`` and ``VIPSGATE_URL_INSECURE``; an invalid value raises
+        ``BuilderConfigError`` naming the variable."""
         env = os.environ if environ is None else environ
-        size = env.get("IMGPROXY_SIGNATURE_SIZE") or None
-        return cls(env.get("VIPSGATE_BASE_URL", ""), env.get("IMGPROXY_KEY") or None,
-                   env.get("IMGPROXY_SALT") or None, int(size) if size else None,
-                   env.get("VIPSGATE_URL_ENCODING") or "base64")
+        values = {option: env.get(name) or None for option, name in ENV_NAMES.items()}
+        try:
+            return cls(values["base_url"] or "", values["key"], values["salt"],
+                       values["signature_size"],  # type: ignore[arg-type]
+                       values["encode"] or "base64",
+                       insecure=(values["insecure"] or "").strip().lower() in _TRUE_WORDS,
+                       media_base_url=values["media_base_url"] or "")
+        except BuilderConfigError as exc:
+            raise BuilderConfigError(ENV_NAMES[exc.option], exc.message) from None
 
     def sign(self, path: str) -> str:
-        """The signature segment for ``path`` (``"insecure"`` without key and salt)."""
-        if not self._key or not self._salt:
+        """The signature segment for ``path`` (``"insecure"`` for an insecure builder)."""
+        if not self._key:
             return "insecure"
         return sign(self._key, self._salt, path, self.signature_size)
 
@@ -328,6 +360,7 @@ class UrlBuilder:
         """Like ``url`` for a ready ``ProcessingOptions``; checks it parses back unchanged."""
         if not source:
             raise ValueError("empty source URL")
+        source = self.absolute(source)
         path = build_path(options, source, self.encode)
         try:
             parsed = parse_path(path, _PARSER)
@@ -342,6 +375,12 @@ class UrlBuilder:
         return ImageURL(self.url_for_path(path), width, height, parsed.options, source,
                         tuple(source_size) if source_size else None,  # type: ignore[arg-type]
                         self)
+
+    def absolute(self, source: str) -> str:
+        """``source`` with ``media_base_url`` in front when it is relative (``/media/a.jpg``)."""
+        if self.media_base_url and source.startswith("/") and not source.startswith("//"):
+            return self.media_base_url + source
+        return source
 
     def srcset(self, source: str, width: int = 0, height: int = 0,
                densities: Iterable[float] = (1, 2, 3), **options: Any) -> str:
@@ -379,9 +418,14 @@ def _attr(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _secret(value: str | bytes | None) -> bytes:
+def _secret(value: str | bytes | None, option: str) -> bytes:
     if not value:
         return b""
     if isinstance(value, bytes):
         return value
-    return bytes.fromhex(value.split(",")[0].strip())
+    first = value.split(",")[0].strip()
+    try:
+        return bytes.fromhex(first)
+    except ValueError:
+        raise BuilderConfigError(option, "must be hex (as IMGPROXY_KEY/IMGPROXY_SALT are), "
+                                 f"got {len(first)} characters that are not") from None

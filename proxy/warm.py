@@ -10,6 +10,7 @@ and retries with backoff on 429/503 that honour ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ class Summary:
     bytes: int = 0
     failed: list[Job] = field(default_factory=list)
     retries: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # why requests got no answer
 
     @property
     def done(self) -> int:
@@ -81,23 +83,40 @@ def retry_delay(response_headers: dict[str, str] | aiohttp.typedefs.LooseHeaders
     return min(cap, base * 2 ** attempt)
 
 
+def error_reason(exc: BaseException) -> str:
+    """Why a request got no answer, in words: ``cannot connect to 127.0.0.1:1:
+    Connection refused``, ``timed out``."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error  # asyncio's strerror repeats the address: name the errno
+        cause = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {cause}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
 async def _fetch(session: aiohttp.ClientSession, job: Job, retries: int,
                  summary: Summary) -> tuple[int, float, int]:
+    """(status, seconds, bytes) of the last attempt; status 0 when nothing answered, its
+    reason counted in ``summary.errors``."""
     headers = {"Accept": ACCEPT[job.fmt]} if job.fmt else {}
     attempt = 0
     while True:
         started = time.perf_counter()
+        reason = ""
         try:
             # encoded=True: send the path byte for byte, or escaped sources lose their signature
             async with session.get(URL(job.url, encoded=True), headers=headers) as response:
                 body = await response.read()
                 status = response.status
                 wait = retry_delay(response.headers, attempt)
-        except (aiohttp.ClientError, TimeoutError):
-            status, body, wait = 0, b"", retry_delay({}, attempt)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, body, wait, reason = 0, b"", retry_delay({}, attempt), error_reason(exc)
         elapsed = time.perf_counter() - started
         retryable = status == 0 or status in RETRY_STATUSES
         if not retryable or attempt >= retries:
+            if reason:
+                summary.errors[reason] += 1
             return status, elapsed, len(body)
         attempt += 1
         summary.retries += 1
@@ -195,9 +214,11 @@ def build_jobs(urls: Sequence[str], formats: Sequence[str]) -> list[Job]:
 
 
 def report(summary: Summary, stream: TextIO) -> None:
-    statuses = ", ".join(f"{s or 'error'}: {n}" for s, n in sorted(summary.statuses.items()))
+    statuses = ", ".join(f"{s or 'no answer'}: {n}" for s, n in sorted(summary.statuses.items()))
     p50, p99 = summary.percentile(0.5) * 1000, summary.percentile(0.99) * 1000
     stream.write(
         f"warmed {summary.done} requests ({statuses}); {summary.bytes} bytes; "
         f"p50 {p50:.0f} ms, p99 {p99:.0f} ms; {summary.retries} retries; "
         f"{len(summary.failed)} failed\n")
+    for reason, count in summary.errors.most_common():
+        stream.write(f"  no answer x{count}: {reason}\n")

@@ -3,7 +3,7 @@ modules import the ``gcs`` and ``azurite`` fixtures, as they do ``s3``):
 
 ``gcs`` runs ``gcp-storage-emulator`` (PyPI, in the test extra) in a thread of the test
 process, like moto's server for S3; ``azurite`` runs Azurite's blob service (npm,
-installed into .emulators/ by ``make emulators``, which ``make test`` runs) as a
+installed into tests/emulators/ by ``make emulators``, which ``make test`` runs) as a
 subprocess on a free port, in memory, and stops it after. Each skips, with the reason,
 where its emulator cannot be installed. Both arrange the objects the tests read.
 """
@@ -32,9 +32,9 @@ OTHER = "vg-other"
 AZURITE_NAME = "devstoreaccount1"
 AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
                "KBHBeksoGMGw==")
-AZURITE_BINARY = ROOT / ".emulators" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_BINARY = ROOT / "tests" / "emulators" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_MISSING = ("Azurite is not installed: `make emulators` (run by `make test`) installs "
-                   "it into .emulators/ with npm")
+                   "it into tests/emulators/ with npm")
 
 
 # --- Google Cloud Storage: gcp-storage-emulator -----------------------------------------

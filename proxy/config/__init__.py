@@ -1,7 +1,8 @@
 """Settings from the environment, parsed and validated once at start-up.
 
 ``Settings`` is the one table of defaults. Its fields are declared by section, one
-module each (``server``, ``sources``, ``processing``, ``caching``, ``observability``);
+module each (``server``, ``sources``, ``processing``, ``caching``, ``observability``,
+``tier``, ``compat``);
 each field names its environment variables (vipsgate's own ``VIPSGATE_*`` name and,
 where imgproxy has the same setting, its ``IMGPROXY_*`` name), a parser and a
 one-line description. ``vipsgate config`` prints the table the README shows, so the
@@ -23,6 +24,7 @@ from ..grammar import OPTION_NAMES
 from ..paths import parse_preset_definitions
 from .caching import CachingSettings
 from .cloud import CloudSourceSettings, CloudTierSettings, check_cloud
+from .compat import CompatSettings
 from .observability import ObservabilitySettings
 from .processing import ProcessingSettings
 from .server import ServerSettings
@@ -49,8 +51,9 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, CloudTierSettings, TierSettings, CachingSettings,
-               ProcessingSettings, CloudSourceSettings, SourceSettings, ServerSettings):
+class Settings(CompatSettings, ObservabilitySettings, CloudTierSettings, TierSettings,
+               CachingSettings, ProcessingSettings, CloudSourceSettings, SourceSettings,
+               ServerSettings):
     """Every setting (fields in the order of the README table: the last base's first)."""
 
     # derived at start-up, not read from the environment
@@ -69,10 +72,10 @@ class Settings(ObservabilitySettings, CloudTierSettings, TierSettings, CachingSe
 
     def preset_map(self) -> dict[str, tuple[str, ...]]:
         """Presets from IMGPROXY_PRESETS and IMGPROXY_PRESETS_PATH, validated."""
-        lines = list(self.presets)
+        lines = [p for p in self.presets.split(self.presets_separator) if p.strip()]
         if self.presets_path:
             lines += Path(self.presets_path).read_text().splitlines()
-        return parse_preset_definitions(lines)
+        return parse_preset_definitions(lines, self.arguments_separator)
 
 
 

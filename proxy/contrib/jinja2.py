@@ -8,6 +8,9 @@ builder from the environment (``VIPSGATE_BASE_URL``, ``IMGPROXY_KEY``, ...);
     <img src="{{ im }}" srcset="{{ im|resolution('2x') }} 2x" width="{{ im.width }}">
     <img src="{{ 's3://b/cat.jpg'|image_url('300x') }}">
     {{ picture("s3://b/cat.jpg", "300x200", alt="A cat", crop="smart") }}
+
+An empty source (an ``ImageField`` without a file) gives ``None`` (test it with
+``{% if im %}``), and ``picture`` and the filters print nothing for it.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ def install(env: Environment, builder: UrlBuilder | None = None) -> Environment:
     """Register the globals and filters on ``env`` (builder from the environment by default)."""
     chosen = builder or UrlBuilder.from_env()
 
-    def _image_url(source: Any, size: Any = None, **options: Any) -> ImageURL:
-        return image_url(chosen, source, size, **options)
+    def _image_url(source: Any, size: Any = None, **options: Any) -> ImageURL | None:
+        return image_url(chosen, source, size, **options) if source else None
 
     def _picture(source: Any, size: Any = None, **options: Any) -> Markup:
+        if not source:
+            return Markup("")
         url, known = resolve_source(source)
         if options.get("source_size"):
             known = parse_size(options["source_size"])
@@ -44,12 +49,12 @@ def install(env: Environment, builder: UrlBuilder | None = None) -> Environment:
     return env
 
 
-def _resolution(image: ImageURL, dpr: Any) -> str:
-    return image.with_dpr(dpr).url
+def _resolution(image: ImageURL | None, dpr: Any) -> str:
+    return image.with_dpr(dpr).url if image else ""
 
 
-def _srcset(image: ImageURL, densities: Iterable[float] = (1, 2, 3)) -> str:
-    return image.srcset(densities)
+def _srcset(image: ImageURL | None, densities: Iterable[float] = (1, 2, 3)) -> str:
+    return image.srcset(densities) if image else ""
 
 
 class VipsgateExtension(Extension):

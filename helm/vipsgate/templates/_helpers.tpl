@@ -84,3 +84,15 @@ integers instead.
 {{- . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Refuse to render without a signing key: each pod would start in development mode with
+its own random key, so a signed URL would fail on every pod but one at most. devMode:
+true renders anyway (a throwaway trial); existingSecret is trusted to hold the key.
+*/}}
+{{- define "vipsgate.requireKey" -}}
+{{- $secrets := .Values.secrets | default dict }}
+{{- if not (or .Values.devMode .Values.existingSecret (and $secrets.IMGPROXY_KEY $secrets.IMGPROXY_SALT)) }}
+{{- fail "vipsgate: set secrets.IMGPROXY_KEY and secrets.IMGPROXY_SALT (hex, e.g. openssl rand -hex 32) or existingSecret; without a key every pod invents its own random key and signed URLs fail. Set devMode=true to render anyway (a trial)" }}
+{{- end }}
+{{- end }}

@@ -9,7 +9,9 @@ Without ``as`` the tag prints the URL: ``{% image_url "s3://b/cat.jpg" "300x" %}
 ``{% picture obj.photo "300x200" alt=obj.title crop="smart" %}`` prints a ``<picture>``.
 Keyword arguments are those of ``UrlBuilder.url``; the source may be a URL or a
 ``FieldFile`` (an ``ImageField`` also gives its size, so ``im.width``/``im.height`` work).
-An empty source gives no URL (``im`` is ``None`` in the block).
+An empty source (an ``ImageField`` without a file) renders no ``<img>``: the block is
+skipped, or its optional ``{% empty %}`` part is rendered instead; the inline form and
+``{% picture %}`` print nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ register = template.Library()
 
 class ImageURLNode(template.Node):
     def __init__(self, args: list[FilterExpression], kwargs: dict[str, FilterExpression],
-                 var: str | None, nodelist: template.NodeList | None) -> None:
+                 var: str | None, nodelist: template.NodeList | None,
+                 nodelist_empty: template.NodeList | None = None) -> None:
         self.args, self.kwargs, self.var, self.nodelist = args, kwargs, var, nodelist
+        self.nodelist_empty = nodelist_empty
 
     def render(self, context: template.Context) -> str:
         source, *size = (arg.resolve(context) for arg in self.args)
@@ -40,13 +44,16 @@ class ImageURLNode(template.Node):
         image = _image_url(get_builder(), source, *size, **kwargs) if source else None
         if self.nodelist is None:
             return conditional_escape(image.url) if image else ""
+        if image is None:  # no file: no <img src=""> and no broken srcset
+            return self.nodelist_empty.render(context) if self.nodelist_empty else ""
         with context.push(**{self.var: image}):  # type: ignore[arg-type]
             return self.nodelist.render(context)
 
 
 @register.tag("image_url")
 def do_image_url(parser: Parser, token: Token) -> ImageURLNode:
-    """``{% image_url source ["WxH"] [option=value ...] [as name %}...{% endimage_url] %}``."""
+    """``{% image_url source ["WxH"] [option=value ...] [as name %}...[{% empty %}...]
+    {% endimage_url] %}``."""
     bits = token.split_contents()
     tag, bits = bits[0], bits[1:]
     var = None
@@ -64,11 +71,13 @@ def do_image_url(parser: Parser, token: Token) -> ImageURLNode:
             args.append(parser.compile_filter(bit))
     if not 1 <= len(args) <= 2:
         raise template.TemplateSyntaxError(f"{tag} takes a source and an optional size")
-    nodelist = None
+    nodelist = nodelist_empty = None
     if var is not None:
-        nodelist = parser.parse((f"end{tag}",))
-        parser.delete_first_token()
-    return ImageURLNode(args, kwargs, var, nodelist)
+        nodelist = parser.parse(("empty", f"end{tag}"))
+        if parser.next_token().contents == "empty":
+            nodelist_empty = parser.parse((f"end{tag}",))
+            parser.delete_first_token()
+    return ImageURLNode(args, kwargs, var, nodelist, nodelist_empty)
 
 
 @register.filter
