@@ -347,6 +347,22 @@ def test_parse_gs_url(url: str, expected: tuple[str, str, int | None]) -> None:
     assert parse_gs_url(url) == expected
 
 
+def test_the_query_separator_applies() -> None:
+    """``IMGPROXY_SOURCE_URL_QUERY_SEPARATOR``: imgproxy's ``?generation=`` form, or none."""
+    from vipsgate.cloud.names import parse_gs_url
+    assert parse_gs_url("gs://b-1/a?b.jpg?generation=7", "?generation=") == \
+        ("b-1", "a?b.jpg", 7)
+    assert parse_gs_url("gs://b-1/a?7", "") == ("b-1", "a?7", None)
+
+
+async def test_a_key_with_a_question_mark_needs_no_separator(make_client,
+                                                            gcs: GcsWorld) -> None:  # noqa: F811
+    name = f"odd/{uuid.uuid4().hex}?.jpg"
+    gcs.put(BUCKET, name, jpeg(80, 60))
+    client = await make_client(**gcs.env(IMGPROXY_SOURCE_URL_QUERY_SEPARATOR=""))
+    assert (await client.get(path_for(f"gs://{BUCKET}/{name}"))).status == 200
+
+
 @pytest.mark.parametrize("url", ["gs://", "gs://bucket", "gs://bucket/", "gs://B/k",
                                  "gs://a/k", "gs://-b/k",
                                  "gs://b%2Fx/k", "gs://b?x/k"])

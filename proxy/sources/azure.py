@@ -37,6 +37,7 @@ class AzureSource:
     def __init__(self, settings: Any) -> None:
         s = settings
         self.allowed, self.denied = s.abs_allowed_buckets, s.abs_denied_buckets
+        self.separator = s.source_url_query_separator  # "" : a "?" is part of the key
         self.timeout = s.download_timeout
         self.client = AzureClient(name=s.abs_name, key=s.abs_key, endpoint=s.abs_endpoint,
                                   timeout=s.download_timeout, retries=1,
@@ -51,7 +52,7 @@ class AzureSource:
         await self.client.__aexit__(*exc)
 
     async def open(self, url: str, max_bytes: int) -> AzureBody:
-        container, blob, version, snapshot = parse_abs_url(url)
+        container, blob, version, snapshot = parse_abs_url(url, self.separator)
         if not bucket_allowed(container, self.allowed, self.denied):
             raise InvalidSource(f"Azure container is not allowed: {container}")
         service = self.client.service

@@ -63,6 +63,7 @@ class GcsSource:
     def __init__(self, settings: Any) -> None:
         s = settings
         self.allowed, self.denied = s.gcs_allowed_buckets, s.gcs_denied_buckets
+        self.separator = s.source_url_query_separator  # "" : a "?" is part of the key
         self.timeout = s.download_timeout
         self.client = GcsClient(endpoint=s.gcs_endpoint, key=s.gcs_key, no_auth=s.gcs_no_auth,
                                 scope=READ_ONLY, timeout=s.download_timeout,
@@ -76,7 +77,7 @@ class GcsSource:
         await self.client.__aexit__(*exc)
 
     async def open(self, url: str, max_bytes: int) -> HttpBody:
-        bucket, key, generation = parse_gs_url(url)
+        bucket, key, generation = parse_gs_url(url, self.separator)
         if not bucket_allowed(bucket, self.allowed, self.denied):
             raise InvalidSource(f"GCS bucket is not allowed: {bucket}")
         deadline = asyncio.get_running_loop().time() + self.timeout
