@@ -8,7 +8,9 @@
 # and groupadd/useradd: python:3.12-slim by default, or one made from Debian's own
 # packages (`make image-check` builds it with mmdebstrap). libvips comes from the
 # `pyvips[binary]` wheel, so no apt is needed. Every Python dependency is pinned, with
-# hashes, in requirements.lock (`make lock` regenerates it from pyproject.toml).
+# hashes, in requirements.lock (`make lock` regenerates it from pyproject.toml), the gcs
+# and azure extras included: the image reads gs:// and abs:// sources and keeps its
+# shared cache there with the pod's identity (GKE, AKS workload identity).
 ARG BASE=python:3.12-slim
 
 ############################################################################

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .PHONY: run test lint bench loadtest memcheck install clean browser redis node \
-	clients image-check lock dist
+	clients emulators image-check lock dist
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -92,7 +92,29 @@ clients:
 	    echo "npm not available: the @imgproxy/imgproxy-node test will be skipped"; \
 	  fi; }
 
-test: lint browser redis node clients
+# Azurite, the Azure Blob Storage emulator of the abs:// and abs-tier tests (npm azurite,
+# pinned in tests/emulators/package.json; the tests start it on a free port and stop it),
+# with Debian's nodejs and npm when they are missing. Never fails: without them those
+# tests skip. (The GCS emulator is a Python package of the test extra.)
+emulators:
+	@[ -x tests/emulators/node_modules/.bin/azurite-blob ] || { \
+	  command -v npm >/dev/null || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	      echo "Installing Debian's nodejs and npm for the Azure Blob Storage emulator..."; \
+	      export DEBIAN_FRONTEND=noninteractive; \
+	      apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	        && apt-get install -y -qq nodejs npm >/dev/null 2>&1; }; \
+	    fi; }; \
+	  if command -v npm >/dev/null; then \
+	    echo "Installing Azurite into tests/emulators/ for the Azure Blob Storage tests..."; \
+	    npm install --prefix tests/emulators --no-audit --no-fund --no-package-lock --silent \
+	      --fetch-timeout=60000 --fetch-retries=1 >/dev/null 2>&1 \
+	      || echo "Could not install Azurite: the Azure Blob Storage tests will be skipped"; \
+	  else \
+	    echo "npm not available: the Azure Blob Storage tests will be skipped"; \
+	  fi; }
+
+test: lint browser redis node clients emulators
 	$(BIN)/python -m pytest $(ARGS)
 	@$(MAKE) --no-print-directory image-check
 
@@ -113,6 +135,7 @@ image-check: $(STAMP)
 lock: $(STAMP)
 	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", \
 	  "rb"))["build-system"]["requires"]))' | $(BIN)/python -m uv pip compile pyproject.toml - \
+	  --extra gcs --extra azure \
 	  --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
 	  --quiet -o requirements.lock
 
@@ -132,4 +155,5 @@ memcheck: $(STAMP)
 	$(BIN)/python loadtest/memcheck.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build tests/clients/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build tests/clients/node_modules \
+	  tests/emulators/node_modules

@@ -3,7 +3,8 @@
     python loadtest/tier.py --json loadtest/results/tier.json
 
 1. **A tier hit against a cold render**, per adapter (fs: a temp dir; s3: moto's server
-   in this process; redis: a ``redis-server`` on a free port), for W1 and W3. A writer
+   in this process; redis: a ``redis-server`` on a free port; gcs and abs, with
+   ``--adapters``: gcp-storage-emulator and Azurite, see emulators.py), for W1 and W3. A writer
    server renders ``--urls`` distinct URLs of each workload into the tier; a reader
    server with its in-process result cache off (``VIPSGATE_RESULT_CACHE_BYTES=0``) then
    answers every request from the tier. Cold: a server without a tier, a fresh URL per
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest import emulators
 from loadtest.bench import MODERN_ACCEPT, WORKLOADS, Workload, describe, fmt, machine
 from loadtest.common import (
     Server,
@@ -49,7 +51,8 @@ from loadtest.common import (
 )
 
 prepare_libvips()
-ADAPTERS = ("fs", "s3", "redis")
+ADAPTERS = ("fs", "s3", "redis", "gcs", "abs")
+DEFAULT_ADAPTERS = ("fs", "s3", "redis")
 ACCEPT = {"Accept": MODERN_ACCEPT}
 
 
@@ -69,6 +72,10 @@ class Tiers(contextlib.ExitStack):
             self.s3_endpoint = self._moto()
         if "redis" in self.adapters:
             self.redis_url = self._redis()
+        self.clouds = {a: emulators.STARTERS[s](self) for a, s in (("gcs", "gs"), ("abs", "abs"))
+                       if a in self.adapters}
+        for store in self.clouds.values():
+            store.create("tier")
         return self
 
     def _moto(self) -> str:
@@ -121,6 +128,13 @@ class Tiers(contextlib.ExitStack):
         if adapter == "s3":
             return {**common, "IMGPROXY_CACHE_BUCKET": "tier", "IMGPROXY_CACHE_S3_REGION":
                     "us-east-1", "IMGPROXY_CACHE_S3_ENDPOINT": self.s3_endpoint}
+        if adapter == "gcs":
+            return {**common, "IMGPROXY_CACHE_BUCKET": "tier", "VIPSGATE_CACHE_GCS_NO_AUTH": "1",
+                    "IMGPROXY_CACHE_GCS_ENDPOINT": self.clouds["gcs"].endpoint}
+        if adapter == "abs":
+            return {**common, "IMGPROXY_CACHE_BUCKET": "tier", "IMGPROXY_CACHE_ABS_NAME":
+                    emulators.AZURITE_NAME, "IMGPROXY_CACHE_ABS_KEY": emulators.AZURITE_KEY,
+                    "IMGPROXY_CACHE_ABS_ENDPOINT": self.clouds["abs"].endpoint}
         return {**common, "VIPSGATE_CACHE_REDIS_URL": self.redis_url}
 
 
@@ -307,7 +321,7 @@ def summary(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapters", default=",".join(ADAPTERS),
+    parser.add_argument("--adapters", default=",".join(DEFAULT_ADAPTERS),
                         type=lambda v: [a for a in v.split(",") if a])
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of req/s load")
     parser.add_argument("--latency-duration", type=float, default=3.0,

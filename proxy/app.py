@@ -117,7 +117,7 @@ async def _pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sources(app: web.Application) -> AsyncIterator[None]:
-    """The sources' clients: one HTTP session, one S3 client."""
+    """The sources' clients: one HTTP session, one S3, GCS and Azure client each."""
     async with app[SOURCES]:
         yield
 

@@ -187,6 +187,8 @@ def configure_logging(level: str, fmt: str, access_stream: Any = None) -> None:
     root.setLevel(level.upper())
     # pyvips logs every call at DEBUG; libvips itself forwards only warnings (pipeline.py)
     logging.getLogger("pyvips").setLevel("DEBUG" if level == "debug" else "WARNING")
+    # the Azure SDK logs every request's headers at INFO (abs:// sources, the abs tier)
+    logging.getLogger("azure").setLevel("DEBUG" if level == "debug" else "WARNING")
     if _sink is None:
         atexit.register(flush_access_log)
     flush_access_log()

@@ -107,7 +107,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_config_check_lists_every_problem_in_one_line_each() -> None:
     done = run_cli("config", "--check", IMGPROXY_QUALITY="high", IMGPROXY_TTL="-1",
-                   IMGPROXY_QUALTY="70", VIPSGATE_RESULT_CACHE="1", IMGPROXY_USE_GCS="true")
+                   IMGPROXY_QUALTY="70", VIPSGATE_RESULT_CACHE="1", IMGPROXY_USE_SWIFT="true")
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 5, lines
@@ -118,7 +118,7 @@ def test_config_check_lists_every_problem_in_one_line_each() -> None:
                for line in errors)
     assert any("unknown setting VIPSGATE_RESULT_CACHE " in line for line in errors)
     assert [line for line in lines if line.startswith("warning: ")] == [
-        f"warning: IMGPROXY_USE_GCS is not supported ({UNSUPPORTED['IMGPROXY_USE_GCS']}) "
+        f"warning: IMGPROXY_USE_SWIFT is not supported ({UNSUPPORTED['IMGPROXY_USE_SWIFT']}) "
         "and is ignored"]
 
 

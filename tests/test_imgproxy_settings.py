@@ -49,15 +49,15 @@ def test_readme_has_the_table():
 
 
 def test_unsupported_settings_that_are_set_are_named():
-    env = {"IMGPROXY_USE_GCS": "1", "IMGPROXY_TTL": "60", "PATH": "/bin",
-           "IMGPROXY_LICENSE_KEY": "x"}
+    env = {"IMGPROXY_USE_SWIFT": "1", "IMGPROXY_TTL": "60", "PATH": "/bin",
+           "IMGPROXY_USE_GCS": "1", "IMGPROXY_LICENSE_KEY": "x"}
     lines = unsupported_set(env)
     assert len(lines) == 2
     assert lines[0].startswith("IMGPROXY_LICENSE_KEY is not supported (an imgproxy Pro")
-    assert lines[1].startswith("IMGPROXY_USE_GCS is not supported (only `local:///`")
+    assert lines[1].startswith("IMGPROXY_USE_SWIFT is not supported (only `local:///`")
 
 
 def test_start_up_warns_about_each_unsupported_setting(serve):
-    server = serve(IMGPROXY_USE_GCS="true", IMGPROXY_COOKIE_PASSTHROUGH="true")
+    server = serve(IMGPROXY_USE_SWIFT="true", IMGPROXY_COOKIE_PASSTHROUGH="true")
     server.stderr.wait_for("IMGPROXY_COOKIE_PASSTHROUGH is not supported")
-    server.stderr.wait_for("IMGPROXY_USE_GCS is not supported")
+    server.stderr.wait_for("IMGPROXY_USE_SWIFT is not supported")

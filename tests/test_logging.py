@@ -127,20 +127,24 @@ def test_redact_handles_prefix_and_query():
 
 @pytest.fixture
 def restore_logging():  # type: ignore[no-untyped-def]
-    """Undo ``configure_logging``: root handlers and level, pyvips' level, the sink."""
-    root, vips = logging.getLogger(), logging.getLogger("pyvips")
-    saved = (root.handlers[:], root.level, vips.level, logs._sink)
+    """Undo ``configure_logging``: root handlers and level, pyvips' and Azure's levels,
+    the sink."""
+    root, vips, azure = (logging.getLogger(), logging.getLogger("pyvips"),
+                         logging.getLogger("azure"))
+    saved = (root.handlers[:], root.level, vips.level, logs._sink, azure.level)
     yield
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     vips.setLevel(saved[2])
     logs._sink = saved[3]
+    azure.setLevel(saved[4])
 
 
 def test_configure_logging_json_on_root(capsys, restore_logging):
     configure_logging("info", "json")
     logging.getLogger("vipsgate").warning("hello %s", "there", extra={"request_id": "r1"})
     logging.getLogger("pyvips").info("VIPS: chatter")
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").info("Request URL")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     entry = json.loads(lines[0])

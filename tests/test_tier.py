@@ -8,6 +8,7 @@ import asyncio
 import base64
 import time
 
+from cloud_fixtures import azurite, gcs  # noqa: F401 - the emulators, for tier_env
 from s3_fixtures import s3  # noqa: F401 - the session's S3 server, for tier_env
 from tierkit import (
     ANY,

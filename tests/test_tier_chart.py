@@ -18,6 +18,11 @@ S3 = {**KEYED, "sharedCache": {"use": "s3", "pathPrefix": "results", "s3": {
     "roleArn": "arn:aws:iam::123456789012:role/vipsgate-results"}}}
 REDIS = {**KEYED, "sharedCache": {"use": "redis",
                                   "redis": {"existingSecret": "vipsgate-redis"}}}
+GCS = {**KEYED, "sharedCache": {"use": "gcs", "gcs": {"bucket": "vipsgate-results"}},
+       "serviceAccount": {"gcpServiceAccount": "vipsgate@proj.iam.gserviceaccount.com"}}
+ABS = {**KEYED, "sharedCache": {"use": "abs", "abs": {"account": "vgstore",
+                                                      "container": "results"}},
+       "serviceAccount": {"azureClientId": "11111111-2222-3333-4444-555555555555"}}
 
 
 def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -28,7 +33,8 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in _container(objects)["env"]}
 
 
-@pytest.mark.parametrize("values", [FS, S3, REDIS], ids=["fs", "s3", "redis"])
+@pytest.mark.parametrize("values", [FS, S3, REDIS, GCS, ABS],
+                         ids=["fs", "s3", "redis", "gcs", "abs"])
 def test_each_adapter_renders_valid_manifests_that_vipsgate_accepts(values: dict) -> None:
     objects = _objects(_render(values))
     assert _schema_errors(objects) == []
@@ -70,6 +76,23 @@ def test_s3_uses_the_pods_identity() -> None:
             env["IMGPROXY_CACHE_PATH_PREFIX"]) == ("vipsgate-results", "eu-west-1", "results")
 
 
+def test_gcs_and_abs_use_the_pods_workload_identity() -> None:
+    gcs = _objects(_render(GCS))
+    assert _one(gcs, "ServiceAccount")["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": "vipsgate@proj.iam.gserviceaccount.com"}
+    assert _env(gcs)["IMGPROXY_CACHE_BUCKET"] == "vipsgate-results"
+    assert "azure.workload.identity/use" not in \
+        _one(gcs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    abs_ = _objects(_render(ABS))
+    assert _one(abs_, "ServiceAccount")["metadata"]["annotations"] == {
+        "azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555"}
+    labels = _one(abs_, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert labels["azure.workload.identity/use"] == "true"
+    env = _env(abs_)
+    assert (env["IMGPROXY_CACHE_ABS_NAME"], env["IMGPROXY_CACHE_BUCKET"]) == \
+        ("vgstore", "results")
+
+
 def test_redis_url_comes_from_a_secret() -> None:
     env = _env(_objects(_render(REDIS)))
     assert env["VIPSGATE_CACHE_REDIS_URL"] == {
@@ -86,6 +109,9 @@ def test_off_by_default() -> None:
 @pytest.mark.parametrize(("values", "message"), [
     ({"sharedCache": {"use": "s3"}}, "sharedCache.s3.bucket is required"),
     ({"sharedCache": {"use": "redis"}}, "sharedCache.redis.existingSecret is required"),
+    ({"sharedCache": {"use": "gcs"}}, "sharedCache.gcs.bucket is required"),
+    ({"sharedCache": {"use": "abs", "abs": {"container": "c"}}},
+     "sharedCache.abs.account is required"),
     ({"sharedCache": {"use": "nfs"}}, "sharedCache/use|sharedCache.use"),  # the schema
 ])
 def test_incomplete_values_fail_the_render(values: dict, message: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cloud_fixtures import azurite, gcs  # noqa: F401 - the emulators, for tier_env
 from prometheus_client.parser import text_string_to_metric_families
 from s3_fixtures import s3  # noqa: F401 - the session's S3 server, for tier_env
 from tierkit import ANY, ROTATED_KEY, ROTATED_SALT, SAME_HEADERS, WEBP, free_port, rotated

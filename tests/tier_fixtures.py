@@ -8,7 +8,8 @@ stop) start Debian's ``redis-server`` (``make test`` installs it when it runs as
 or a ``valkey-server`` on PATH, on a free port, without persistence, and stop it
 after; without either binary the tests that need it skip with the reason.
 ``tier_env`` is parametrized over the adapters; the module using it imports the
-``s3`` fixture (s3_fixtures.py).
+``s3`` fixture (s3_fixtures.py) and the ``gcs`` and ``azurite`` emulators
+(cloud_fixtures.py).
 """
 
 from __future__ import annotations
@@ -128,7 +129,30 @@ def s3_tier_env(world: Any, prefix: str) -> dict[str, str]:
             "IMGPROXY_CACHE_PATH_PREFIX": prefix}
 
 
-@pytest.fixture(params=["fs", "s3", "redis"])
+#: the emulators share the test machine's CPUs (one serves a request at a time): a busy
+#: moment must not turn a write into a timeout, which these tests do not measure
+EMULATED = {"VIPSGATE_CACHE_TIMEOUT": "5"}
+
+
+def gcs_tier_env(world: Any, prefix: str) -> dict[str, str]:
+    if TIER_BUCKET not in world.buckets():
+        world.create_bucket(TIER_BUCKET)
+    return {"IMGPROXY_CACHE_USE": "gcs", "IMGPROXY_CACHE_BUCKET": TIER_BUCKET,
+            "IMGPROXY_CACHE_GCS_ENDPOINT": world.endpoint, "VIPSGATE_CACHE_GCS_NO_AUTH": "1",
+            "IMGPROXY_CACHE_PATH_PREFIX": prefix, **EMULATED}
+
+
+def abs_tier_env(world: Any, prefix: str) -> dict[str, str]:
+    from azure.core.exceptions import ResourceExistsError
+    with contextlib.suppress(ResourceExistsError):
+        world.service.create_container(TIER_BUCKET)
+    return {"IMGPROXY_CACHE_USE": "abs", "IMGPROXY_CACHE_BUCKET": TIER_BUCKET,
+            "IMGPROXY_CACHE_ABS_NAME": world.name, "IMGPROXY_CACHE_ABS_KEY": world.key,
+            "IMGPROXY_CACHE_ABS_ENDPOINT": world.endpoint, "IMGPROXY_CACHE_PATH_PREFIX": prefix,
+            **EMULATED}
+
+
+@pytest.fixture(params=["fs", "s3", "redis", "gcs", "abs"])
 def tier_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """Settings of one shared tier; a fresh prefix per test keeps tests apart."""
     prefix = f"t-{uuid.uuid4().hex[:12]}"
@@ -137,6 +161,10 @@ def tier_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
                 "IMGPROXY_CACHE_PATH_PREFIX": prefix}
     if request.param == "s3":
         return s3_tier_env(request.getfixturevalue("s3"), prefix)
+    if request.param == "gcs":
+        return gcs_tier_env(request.getfixturevalue("gcs"), prefix)
+    if request.param == "abs":
+        return abs_tier_env(request.getfixturevalue("azurite"), prefix)
     server: RedisServer = request.getfixturevalue("redis_server")
     return {"IMGPROXY_CACHE_USE": "redis", "VIPSGATE_CACHE_REDIS_URL": server.url,
             "IMGPROXY_CACHE_PATH_PREFIX": prefix}

@@ -10,6 +10,8 @@
    with a memory limit, on a port other than 8080. Checked: the user, the read-only root,
    the limit, ``/health``, signed JPEG, WebP and AVIF requests (decoded here), an
    unsigned request (403), and Docker's own HEALTHCHECK turning healthy on that port.
+   ``gs://`` and ``abs://`` are on, so the server only starts if the image has their
+   clients (the gcs and azure extras); opening them contacts nothing.
 
 The base root filesystem and Docker's layer cache are kept in
 ``~/.cache/vipsgate/image-check`` (one run at a time: a lock), so later runs download
@@ -38,6 +40,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+#: gs:// and abs:// on, without credentials to fetch: start-up needs their clients
+CLOUD_CLIENTS = ("--env", "IMGPROXY_USE_GCS=true", "--env", "VIPSGATE_GCS_NO_AUTH=true",
+                 "--env", "IMGPROXY_USE_ABS=true", "--env", "IMGPROXY_ABS_NAME=vipsgate",
+                 "--env", "IMGPROXY_ABS_KEY=" + "A" * 86 + "==")
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vipsgate" / \
@@ -225,7 +232,7 @@ def check_running(docker: Docker, work: Path) -> None:
         "--health-retries", "3", "--env", f"IMGPROXY_BIND=127.0.0.1:{port}",
         "--env", f"IMGPROXY_KEY={key}", "--env", f"IMGPROXY_SALT={salt}",
         "--env", "IMGPROXY_LOCAL_FILESYSTEM_ROOT=/images",
-        "--volume", f"{images}:/images:ro", IMAGE)
+        *CLOUD_CLIENTS, "--volume", f"{images}:/images:ro", IMAGE)
     try:
         inspect = json.loads(docker("inspect", container))[0]
         assert inspect["Config"]["User"] == "10001:10001", inspect["Config"]["User"]

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..grammar import OPTION_NAMES
 from ..paths import parse_preset_definitions
 from .caching import CachingSettings
+from .cloud import CloudSourceSettings, CloudTierSettings, check_cloud
 from .compat import CompatSettings
 from .observability import ObservabilitySettings
 from .processing import ProcessingSettings
@@ -50,8 +51,9 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 @dataclass(frozen=True)
-class Settings(CompatSettings, ObservabilitySettings, TierSettings, CachingSettings,
-               ProcessingSettings, SourceSettings, ServerSettings):
+class Settings(CompatSettings, ObservabilitySettings, CloudTierSettings, TierSettings,
+               CachingSettings, ProcessingSettings, CloudSourceSettings, SourceSettings,
+               ServerSettings):
     """Every setting (fields in the order of the README table: the last base's first)."""
 
     # derived at start-up, not read from the environment
@@ -115,6 +117,7 @@ def _validate(s: Settings, env: Mapping[str, str]) -> Settings:
         names = "IMGPROXY_PRESETS" + (" / IMGPROXY_PRESETS_PATH" if s.presets_path else "")
         raise ConfigError(f"{names}: {exc}") from None
     check_tier(s)
+    check_cloud(s)
     return s
 
 

@@ -12,19 +12,20 @@ from typing import Any
 from ..errors import ConfigError
 from .values import boolean, choice, integer, items, number, setting, size
 
-ADAPTERS = ("fs", "s3", "redis")
+ADAPTERS = ("fs", "s3", "redis", "gcs", "abs")
 
 
 @dataclass(frozen=True)
 class TierSettings:
     # shared result tier
     cache_use: str = setting("", "IMGPROXY_CACHE_USE", parse=choice("", *ADAPTERS),
-                             doc="Shared result cache for every pod: `fs`, `s3` or `redis` "
-                                 "(off when empty)")
+                             doc="Shared result cache for every pod: `fs`, `s3`, `redis`, "
+                                 "`gcs` or `abs` (off when empty)")
     cache_fs_root: str = setting("", "IMGPROXY_CACHE_FS_ROOT",
                                  doc="`fs`: the directory (e.g. a shared volume)")
     cache_bucket: str = setting("", "IMGPROXY_CACHE_BUCKET",
-                                doc="`s3`: the bucket; `fs`: a directory under the root")
+                                doc="`s3`, `gcs`: the bucket; `abs`: the container; `fs`: a "
+                                    "directory under the root")
     cache_path_prefix: str = setting("", "IMGPROXY_CACHE_PATH_PREFIX",
                                      doc="Prefix of every object's path (or Redis key)")
     cache_s3_endpoint: str = setting("", "IMGPROXY_CACHE_S3_ENDPOINT",
@@ -57,6 +58,8 @@ def check_tier(s: Any) -> None:
     """What each adapter needs, checked at start-up (``ConfigError`` names the setting)."""
     needs = {"fs": ("IMGPROXY_CACHE_FS_ROOT", s.cache_fs_root),
              "s3": ("IMGPROXY_CACHE_BUCKET", s.cache_bucket),
+             "gcs": ("IMGPROXY_CACHE_BUCKET", s.cache_bucket),
+             "abs": ("IMGPROXY_CACHE_BUCKET", s.cache_bucket),
              "redis": ("VIPSGATE_CACHE_REDIS_URL", s.cache_redis_url)}
     if s.cache_use in needs:
         name, value = needs[s.cache_use]

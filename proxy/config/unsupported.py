@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from .imgproxy_names import IMGPROXY_SETTINGS
 
 PRO = "an imgproxy Pro feature, not in imgproxy's open-source server"
-SOURCES = "only `local:///`, `http(s)://` and `s3://` sources"
+SOURCES = "only `local:///`, `http(s)://`, `s3://`, `gs://` and `abs://` sources"
 METRICS = "metrics are Prometheus' (`/metrics`, `IMGPROXY_PROMETHEUS_BIND`)"
 TRACES = ("traces through OpenTelemetry's own `OTEL_*` variables with `VIPSGATE_OTEL=1`; "
           "origins get the trace context")
@@ -62,10 +62,7 @@ OPEN_SOURCE: dict[str, str] = {
     "IMGPROXY_S3_DENIED_BUCKETS": "not implemented: list the allowed ones "
                                   "(`IMGPROXY_S3_ALLOWED_BUCKETS`)",
     **{name: SOURCES for name in (
-        "IMGPROXY_USE_GCS", "IMGPROXY_GCS_KEY", "IMGPROXY_GCS_ENDPOINT",
-        "IMGPROXY_GCS_ALLOWED_BUCKETS", "IMGPROXY_GCS_DENIED_BUCKETS", "IMGPROXY_USE_ABS",
-        "IMGPROXY_ABS_NAME", "IMGPROXY_ABS_KEY", "IMGPROXY_ABS_ENDPOINT",
-        "IMGPROXY_ABS_ALLOWED_BUCKETS", "IMGPROXY_ABS_DENIED_BUCKETS", "IMGPROXY_USE_SWIFT",
+        "IMGPROXY_USE_SWIFT",
         "IMGPROXY_SWIFT_USERNAME", "IMGPROXY_SWIFT_API_KEY", "IMGPROXY_SWIFT_AUTH_URL",
         "IMGPROXY_SWIFT_AUTH_VERSION", "IMGPROXY_SWIFT_TENANT", "IMGPROXY_SWIFT_DOMAIN",
         "IMGPROXY_SWIFT_ALLOWED_BUCKETS", "IMGPROXY_SWIFT_DENIED_BUCKETS")},
@@ -107,7 +104,9 @@ OPEN_SOURCE: dict[str, str] = {
 READ_PRO = frozenset({
     "IMGPROXY_CACHE_USE", "IMGPROXY_CACHE_PATH_PREFIX", "IMGPROXY_CACHE_BUCKET",
     "IMGPROXY_CACHE_KEY_HEADERS", "IMGPROXY_CACHE_REPORT_ERRORS", "IMGPROXY_CACHE_FS_ROOT",
-    "IMGPROXY_CACHE_S3_REGION", "IMGPROXY_CACHE_S3_ENDPOINT"})
+    "IMGPROXY_CACHE_S3_REGION", "IMGPROXY_CACHE_S3_ENDPOINT", "IMGPROXY_CACHE_GCS_KEY",
+    "IMGPROXY_CACHE_GCS_ENDPOINT", "IMGPROXY_CACHE_ABS_NAME", "IMGPROXY_CACHE_ABS_KEY",
+    "IMGPROXY_CACHE_ABS_ENDPOINT"})
 
 #: the shared result cache (``IMGPROXY_CACHE_USE``) is vipsgate's own, under Pro's names
 CACHE: dict[str, str] = {
@@ -117,10 +116,11 @@ CACHE: dict[str, str] = {
                                                "client-side encryption is not read",
     "IMGPROXY_CACHE_S3_ASSUME_ROLE_ARN": CLOUD_CREDENTIALS,
     "IMGPROXY_CACHE_S3_ASSUME_ROLE_EXTERNAL_ID": CLOUD_CREDENTIALS,
-    **{s.name: "the shared cache lives in `fs`, `s3` or `redis` (`IMGPROXY_CACHE_USE`)"
+    **{s.name: "the shared cache lives in `fs`, `s3`, `gcs`, `abs` or `redis` "
+               "(`IMGPROXY_CACHE_USE`)"
        for s in IMGPROXY_SETTINGS
        if s.name.startswith(("IMGPROXY_CACHE_GCS_", "IMGPROXY_CACHE_ABS_",
-                             "IMGPROXY_CACHE_SWIFT_"))},
+                             "IMGPROXY_CACHE_SWIFT_")) and s.name not in READ_PRO},
 }
 
 UNSUPPORTED: dict[str, str] = {

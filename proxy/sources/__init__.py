@@ -3,8 +3,9 @@
 ``Sources.check(url)`` runs once per URL (the resolve stage): the scheme must be
 enabled and the URL allowed (``IMGPROXY_ALLOWED_SOURCES``); it returns a
 ``SourceRef``. ``await sources.fetch(ref, max_bytes)`` then downloads it. ``Sources``
-owns the long-lived clients (one aiohttp session, one S3 client) and is opened and
-closed by the app's cleanup context; a failed start-up closes whatever was opened.
+owns the long-lived clients (one aiohttp session; one S3, GCS and Azure client each)
+and is opened and closed by the app's cleanup context; a failed start-up closes
+whatever was opened.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class Sources:
             self.schemes.add("local")
         if settings.use_s3:
             self.schemes.add("s3")
+        if settings.use_gcs:
+            self.schemes.add("gs")
+        if settings.use_abs:
+            self.schemes.add("abs")
         self.by_scheme: dict[str, Source] = {}
         self._stack = AsyncExitStack()
 
@@ -74,6 +79,12 @@ class Sources:
             if s.use_s3:
                 from .s3 import S3Source  # imports aiobotocore only when S3 is on
                 self.by_scheme["s3"] = await self._stack.enter_async_context(S3Source(s))
+            if s.use_gcs:
+                from .gcs import GcsSource  # the vipsgate[gcs] extra
+                self.by_scheme["gs"] = await self._stack.enter_async_context(GcsSource(s))
+            if s.use_abs:
+                from .azure import AzureSource  # the vipsgate[azure] extra
+                self.by_scheme["abs"] = await self._stack.enter_async_context(AzureSource(s))
         except BaseException:
             await self._stack.aclose()
             raise

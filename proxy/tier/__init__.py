@@ -1,4 +1,4 @@
-"""A result cache shared by every pod: ``IMGPROXY_CACHE_USE=fs|s3|redis``.
+"""A result cache shared by every pod: ``IMGPROXY_CACHE_USE=fs|s3|redis|gcs|abs``.
 
 ``open_tier`` builds the ``SharedCache`` for the configured adapter (or ``NoTier``);
 the app opens and closes it in its own cleanup context, the handler looks in it
@@ -33,6 +33,12 @@ def make_store(s: Any) -> Store:
     if s.cache_use == "redis":
         from .redis import RedisStore
         return RedisStore(s.cache_redis_url, s.cache_timeout)
+    if s.cache_use == "gcs":
+        from .gcs import GcsStore
+        return GcsStore(s.cache_bucket, s, max(64, 2 * s.worker_count))
+    if s.cache_use == "abs":
+        from .azure import AzureStore
+        return AzureStore(s.cache_bucket, s, max(64, 2 * s.worker_count))
     raise ValueError(f"unknown shared cache adapter {s.cache_use!r}")
 
 

@@ -1,4 +1,5 @@
-"""Prometheus series of the shared tier, labelled by adapter (``tier="fs|s3|redis"``).
+"""Prometheus series of the shared tier, labelled by adapter (``tier="fs"``, ``"s3"``,
+``"redis"``, ``"gcs"``, ``"abs"``).
 
 Registered in the app's registry (``Metrics.registry``), so they go through the same
 multiprocess files as the rest when ``VIPSGATE_PROCESSES`` > 1.

@@ -5,8 +5,8 @@ claim of the fs volume. See "Sharing results across pods" in the chart's README.
 {{- define "vipsgate.sharedCacheEnv" -}}
 {{- $c := .Values.sharedCache -}}
 {{- if $c.use }}
-{{- if not (has $c.use (list "fs" "s3" "redis")) }}
-{{- fail (printf "sharedCache.use must be fs, s3 or redis (or empty), not %q" $c.use) }}
+{{- if not (has $c.use (list "fs" "s3" "redis" "gcs" "abs")) }}
+{{- fail (printf "sharedCache.use must be fs, s3, gcs, abs or redis (or empty), not %q" $c.use) }}
 {{- end }}
 - name: IMGPROXY_CACHE_USE
   value: {{ $c.use | quote }}
@@ -30,6 +30,22 @@ claim of the fs volume. See "Sharing results across pods" in the chart's README.
 {{- end }}
 {{- with $c.s3.endpoint }}
 - name: IMGPROXY_CACHE_S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- else if eq $c.use "gcs" }}
+- name: IMGPROXY_CACHE_BUCKET
+  value: {{ required "sharedCache.gcs.bucket is required when sharedCache.use is gcs" $c.gcs.bucket | quote }}
+{{- with $c.gcs.endpoint }}
+- name: IMGPROXY_CACHE_GCS_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- else if eq $c.use "abs" }}
+- name: IMGPROXY_CACHE_ABS_NAME
+  value: {{ required "sharedCache.abs.account is required when sharedCache.use is abs" $c.abs.account | quote }}
+- name: IMGPROXY_CACHE_BUCKET
+  value: {{ required "sharedCache.abs.container is required when sharedCache.use is abs" $c.abs.container | quote }}
+{{- with $c.abs.endpoint }}
+- name: IMGPROXY_CACHE_ABS_ENDPOINT
   value: {{ . | quote }}
 {{- end }}
 {{- else }}
