@@ -24,7 +24,7 @@ from .handler import ImageHandler, TracedHandler
 from .memory_budget import MemoryBudget, auto_limit
 from .metrics import LiveState, Metrics
 from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, trace_middleware
-from .probes import ADMISSION
+from .probes import ADMISSION, POOL_KEY
 from .processing import watermark
 from .resolve import Resolver
 from .respond import Responder
@@ -36,7 +36,7 @@ from .verify import Verifier
 from .workers import WorkerPool
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-POOL: web.AppKey[WorkerPool] = web.AppKey("pool", WorkerPool)
+POOL = POOL_KEY
 SOURCES: web.AppKey[Sources] = web.AppKey("sources", Sources)
 RESULTS: web.AppKey[ByteLRU[CachedResult]] = web.AppKey("results")
 ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")

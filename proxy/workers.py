@@ -143,6 +143,11 @@ class WorkerPool:
         return self.busy == 0
 
     @property
+    def healthy(self) -> bool:
+        """Whether work can be started now (the executor is up)."""
+        return self.executor is not None
+
+    @property
     def lends(self) -> bool:
         """Whether jobs can lend their slot (thread workers; processes get whole bytes)."""
         return self.kind == "thread"

@@ -87,6 +87,8 @@ def process(data: bytes | codecs.Stream, e: Effective, chooser: FormatChooser,
         return _process(source, e, chooser, watermark, deadline, reserve)
     except ProxyError:
         raise
+    except (OverflowError, ZeroDivisionError) as exc:  # sizes past what libvips can hold
+        raise ImageTooLarge(f"Result would be too large: {exc}") from None
     except pyvips.Error as exc:
         if isinstance(source.failure, ProxyError):
             raise source.failure from None

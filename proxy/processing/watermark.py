@@ -59,17 +59,22 @@ def _fit(mark: pyvips.Image, width: int, height: int) -> pyvips.Image:
     return mark.premultiply().resize(factor).unpremultiply().cast("uchar")
 
 
+MAX_SCALE = 4.0
+
+
 def apply(image: pyvips.Image, data: bytes, w: Watermark, dpr: float) -> pyvips.Image:
     """``image`` (8-bit sRGB or grey, any alpha) with the watermark composited on it: a
     grey image stays grey under a grey watermark and turns sRGB under a colour one."""
     image, mark = matching(image, decoded(data))
-    if w.scale > 0:
-        mark = _fit(mark, max(1, round(image.width * w.scale)),
-                    max(1, round(image.height * w.scale)))
+    if w.scale > 0:  # at most 4x the image: a larger mark only adds pixels nobody sees
+        scale = min(w.scale, MAX_SCALE)
+        mark = _fit(mark, max(1, round(image.width * scale)),
+                    max(1, round(image.height * scale)))
     x, y = round(w.x * dpr), round(w.y * dpr)
     if w.opacity < 1:
         mark = (mark * ([1] * (mark.bands - 1) + [w.opacity])).cast("uchar")
-    if w.position == "re":
+    if w.position == "re":  # spacing past the image's size tiles nothing more
+        x, y = max(0, min(x, image.width)), max(0, min(y, image.height))
         mark = mark.embed(x // 2, y // 2, mark.width + x, mark.height + y)
         tiles = mark.replicate(-(-image.width // mark.width), -(-image.height // mark.height))
         mark, left, top = tiles.crop(0, 0, image.width, image.height), 0, 0
