@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .PHONY: run test lint bench loadtest memcheck install clean browser redis node \
-	image-check lock dist
+	clients image-check lock dist
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vipsgate needs Python 3.11+"'
@@ -73,7 +73,26 @@ node:
 	    echo "node not available: install Debian's nodejs package (CDN recipe tests skip)"; \
 	  fi; }
 
-test: lint browser redis node
+# imgproxy's official Node.js URL builder (npm @imgproxy/imgproxy-node, pinned in
+# tests/clients/package.json) for tests/test_third_party_clients.py, with Debian's
+# nodejs and npm when they are missing. Never fails: without them that test skips.
+clients:
+	@[ -d tests/clients/node_modules/@imgproxy/imgproxy-node ] || { \
+	  command -v npm >/dev/null || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	      echo "Installing Debian's nodejs and npm for the client tests..."; \
+	      export DEBIAN_FRONTEND=noninteractive; \
+	      apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	        && apt-get install -y -qq nodejs npm >/dev/null 2>&1; }; \
+	    fi; }; \
+	  if command -v npm >/dev/null; then \
+	    npm install --prefix tests/clients --no-audit --no-fund --no-package-lock --silent \
+	      >/dev/null 2>&1 || echo "Could not install @imgproxy/imgproxy-node: its test will be skipped"; \
+	  else \
+	    echo "npm not available: the @imgproxy/imgproxy-node test will be skipped"; \
+	  fi; }
+
+test: lint browser redis node clients
 	$(BIN)/python -m pytest $(ARGS)
 	@$(MAKE) --no-print-directory image-check
 
@@ -113,4 +132,4 @@ memcheck: $(STAMP)
 	$(BIN)/python loadtest/memcheck.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build tests/clients/node_modules

@@ -19,11 +19,13 @@ from .assets import Asset
 from .background import running
 from .cache import ByteLRU
 from .config import Settings
+from .fallback import Fallback, checker
 from .fetch import Fetcher
 from .handler import ImageHandler, TracedHandler
 from .memory_budget import MemoryBudget, auto_limit
 from .metrics import LiveState, Metrics
 from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, trace_middleware
+from .passthrough import Passthrough
 from .probes import ADMISSION, POOL_KEY
 from .processing import watermark
 from .resolve import Resolver
@@ -42,6 +44,7 @@ RESULTS: web.AppKey[ByteLRU[CachedResult]] = web.AppKey("results")
 ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")
 VERIFIER: web.AppKey[Verifier] = web.AppKey("verifier", Verifier)
 WATERMARK: web.AppKey[Asset] = web.AppKey("watermark", Asset)
+FALLBACK: web.AppKey[Fallback] = web.AppKey("fallback", Fallback)
 FETCHER: web.AppKey[Fetcher] = web.AppKey("fetcher", Fetcher)
 TIER: web.AppKey[Tier] = web.AppKey("tier")
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
@@ -71,10 +74,13 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMISSION], app[POOL], app[SOURCES] = admission, pool, sources
     app[RESULTS], app[ORIGINALS] = results, originals
     app[VERIFIER], app[WATERMARK], app[TIER] = verifier, mark, tier
-    app.cleanup_ctx.extend([_pool, _sources, _tier, _watermark, _trimmer, _publishing])
+    fallback = app[FALLBACK] = Fallback(s)
+    app.cleanup_ctx.extend([_pool, _sources, _tier, _watermark, _fallback, _trimmer,
+                            _publishing])
     fetcher = app[FETCHER] = Fetcher(sources, originals, tracer, budget)
     handler = ImageHandler(s, verifier, Resolver(s, sources.check), results, fetcher,
-                           admission, pool, Responder(s), tracer, mark, tier)
+                           admission, pool, Responder(s), tracer, mark, tier,
+                           Passthrough(s, sources, admission), fallback)
     _routes(app, s, handler)
     return app
 
@@ -82,6 +88,8 @@ def create_app(settings: Settings) -> web.Application:
 def _routes(app: web.Application, s: Settings, handler: ImageHandler) -> None:
     prefix = s.path_prefix
     app.router.add_get(f"{prefix}/health", probes.health)
+    if s.health_check_path and s.health_check_path != "/health":
+        app.router.add_get(prefix + s.health_check_path, probes.health)
     app.router.add_get(f"{prefix}/ready", probes.ready)
     if not s.prometheus_bind:
         app.router.add_get(f"{prefix}/metrics", probes.metrics)
@@ -130,6 +138,18 @@ async def _watermark(app: web.Application) -> AsyncIterator[None]:
         return fetched.data
 
     await app[WATERMARK].load(fetch, watermark.check)
+    yield
+
+
+async def _fallback(app: web.Application) -> AsyncIterator[None]:
+    """The fallback image, read (and for ``_URL`` fetched) once; bad: start-up fails."""
+    sources, settings = app[SOURCES], app[SETTINGS]
+
+    async def fetch(url: str) -> bytes:
+        fetched = await sources.fetch(sources.check(url), settings.max_src_file_size)
+        return fetched.data
+
+    await app[FALLBACK].asset.load(fetch, checker(settings))
     yield
 
 

@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "or check the environment (--check)")
     config_cmd.add_argument("--check", action="store_true",
                             help="check the environment: one line per problem, exit 1 if any")
+    config_cmd.add_argument("--imgproxy", action="store_true",
+                            help="print every imgproxy setting: supported or not, and why")
     _add_warm_parser(sub)
     health = sub.add_parser("health", help="exit 0 if the local server answers /health "
                             "(a container health check)")
@@ -74,6 +76,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "warm":
         return warm_command(args)
     if args.command == "config":
+        if args.imgproxy:
+            from .config.accounting import imgproxy_table
+            return _print(imgproxy_table())
         if not args.check:
             return _print(config.settings_table())
         errors, warnings = commands.check_environment(os.environ)

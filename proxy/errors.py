@@ -34,6 +34,7 @@ class ProxyError(Exception):
     status: int = 500
     public: str = "Internal error"
     category: str = "unexpected"
+    fallback: bool = False  # the source could not be had: a fallback image may stand in
 
     def __init__(self, reason: str = "", *, status: int | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -63,27 +64,28 @@ class InvalidSource(ProxyError):
 
 
 class SourceNotFound(ProxyError):
-    status, public, category = 404, "Source not found", "download"
+    status, public, category, fallback = 404, "Source not found", "download", True
 
 
 class SourceUnreachable(ProxyError):
     """The origin failed: 5xx, connection error, or a 4xx passed through."""
 
-    status, public, category = 502, "Source is unreachable", "download"
+    status, public, category, fallback = 502, "Source is unreachable", "download", True
 
 
 class SourceTimeout(ProxyError):
-    status, public, category = 504, "Source timed out", "download"
+    status, public, category, fallback = 504, "Source timed out", "download", True
 
 
 class SourceTooLarge(ProxyError):
     status, public, category = 422, "Source file is too large", "image_data_size"
+    fallback = True
 
 
 class SourceIncomplete(ProxyError):
     """The origin's body ended before its declared length (cut connection)."""
 
-    status, public, category = 422, "Source response is incomplete", "download"
+    status, public, category, fallback = 422, "Source response is incomplete", "download", True
 
 
 class NotModified(ProxyError):
@@ -95,17 +97,17 @@ class NotModified(ProxyError):
 class UnprocessableImage(ProxyError):
     """The bytes are not an image we can decode (broken, unsupported, hostile)."""
 
-    status, public, category = 422, "Broken or unsupported image", "processing"
+    status, public, category, fallback = 422, "Broken or unsupported image", "processing", True
 
 
 class ImageTooLarge(UnprocessableImage):
-    public = "Source image resolution is too large"
+    public, fallback = "Source image resolution is too large", False
 
 
 class TooMuchMemory(UnprocessableImage):
     """Processing the image would need more than the whole memory budget."""
 
-    public = "Image needs more memory than the server allows"
+    public, fallback = "Image needs more memory than the server allows", False
 
 
 class UnsupportedFormat(UnprocessableImage):

@@ -14,14 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from . import formats
 from .cache import ByteLRU, Outcome
 from .memory_budget import MemoryBudget
 from .metrics import JobReport
-from .sources import Fetched, SourceMeta, SourceRef, Sources, SourceStream, check_size, download
+from .sources import (
+    Fetched,
+    SourceMeta,
+    SourceRef,
+    Sources,
+    SourceStream,
+    Unchanged,
+    check_size,
+    download,
+)
 from .sources.stream import HEAD, Reader
 from .tracing import Tracer
 
@@ -155,6 +164,25 @@ class Fetcher:
                 if self.downloads.get(key) is active:
                     del self.downloads[key]
             self._release(key, active)
+
+    async def if_changed(self, ref: SourceRef, max_bytes: int, report: JobReport,
+                         conditions: Mapping[str, str]) -> Fetched | Unchanged:
+        """A conditional request's whole source. From the originals cache, or the
+        download already in flight, as ``incoming`` would; else this request's own
+        download with the client's validators forwarded (``conditions``): ``Unchanged``
+        when the origin answers 304, else the bytes (kept for the originals cache)."""
+        if self.originals.get(ref.url) is not None or (ref.url, max_bytes) in self.downloads:
+            async with self.incoming(ref, max_bytes, report) as source:
+                return await source.complete()
+        started = time.perf_counter()
+        with self.tracer.span("vipsgate.fetch", **{"vipsgate.source.scheme": ref.scheme}):
+            outcome = await self.sources.fetch_if_changed(ref, max_bytes, conditions)
+        report.source_cache = Outcome.MISS.value
+        report.stages["fetch"] = time.perf_counter() - started
+        if isinstance(outcome, Fetched):
+            report.source_bytes = len(outcome.data)
+            self.originals.put(ref.url, outcome)
+        return outcome
 
     def settle_retention(self, download: _Download) -> None:
         """A decoder will read the download as it arrives: keep every byte only while

@@ -7,31 +7,36 @@ Each stage is a module named for it (``verify``, ``resolve``, ``negotiate``,
 ``respond``); this module only calls them in order. A miss is computed once per
 result key by a shared job (coalesced): it looks in the shared tier (``tier/``), else
 renders the image and writes it behind to the tier; every waiter records its timings.
+``raw`` leaves the line after resolve (``passthrough``: the origin's response relayed);
+a source that cannot be had may be answered with the fallback image (``fallback``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 
 from aiohttp import web
 
-from . import formats
+from . import client_hints, formats, trace_context
 from .admission import Admission
 from .assets import Asset
 from .cache import ByteLRU, Outcome
 from .config import Settings
-from .errors import RequestTimeout
+from .errors import ProxyError, RequestTimeout
+from .fallback import Fallback
 from .fetch import Fetcher, Incoming
-from .http_cache import is_conditional, make_etag
+from .http_cache import is_conditional, make_etag, origin_conditions
 from .metrics import TRACE, JobReport, RequestTrace
 from .negotiate import FormatPolicy, negotiate
-from .processing.pipeline import Result, process, raw
+from .passthrough import Passthrough
+from .processing.pipeline import Result, process
 from .resolve import Effective, Resolved, Resolver
 from .respond import HeaderMemo, Responder
 from .results import CachedResult, ResultKey, result_key
-from .sources import Fetched
+from .sources import Fetched, SourceMeta, Unchanged
 from .sources.stream import Reader
 from .tier import Tier
 from .tracing import Tracer
@@ -53,30 +58,41 @@ class ImageHandler:
     def __init__(self, settings: Settings, verifier: Verifier, resolver: Resolver,
                  results: ByteLRU[CachedResult], fetcher: Fetcher, admission: Admission,
                  pool: WorkerPool, responder: Responder, tracer: Tracer,
-                 watermark: Asset, tier: Tier) -> None:
+                 watermark: Asset, tier: Tier, passthrough: Passthrough,
+                 fallback: Fallback) -> None:
         s = self.settings = settings
         self.verifier, self.resolver, self.results = verifier, resolver, results
         self.fetcher, self.admission, self.pool = fetcher, admission, pool
         self.responder, self.tracer, self.watermark = responder, tracer, watermark
         self.budget = admission.budget
-        self.tier = tier
+        self.tier, self.passthrough, self.fallback = tier, passthrough, fallback
         self.timeout = s.timeout
         # browsers send a handful of Accept values: parse each once
         self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
             negotiate, auto_webp=s.auto_webp, auto_avif=s.auto_avif,
             enforce_webp=s.enforce_webp, enforce_avif=s.enforce_avif, auto_jxl=s.auto_jxl,
-            enforce_jxl=s.enforce_jxl))
+            enforce_jxl=s.enforce_jxl, preferred=s.preferred_formats))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         trace = request[TRACE]
         self.verifier.check_client(request.headers, request.remote)
-        url = self.resolver(self.verifier.verify(request.raw_path))
+        hints = client_hints.read(request.headers) if self.settings.enable_client_hints \
+            else None
+        url = self.resolver(self.verifier.verify(request.raw_path), hints)
+        trace.source_scheme = url.source.scheme
+        if url.effective.raw:  # the origin's response as it is: not cached, not processed
+            trace_context.bind(self.tracer.outgoing(request.headers))
+            return await self.passthrough.respond(request, url)
         policy = self.negotiate(url.format, request.headers.get("Accept", ""))
         memo = self.memo(url, policy)
-        trace.source_scheme = url.source.scheme
         entry, outcome = self.results.get(memo.key), Outcome.HIT
         if entry is None:
-            entry, outcome = await self.compute(request, url, policy, memo.key, trace)
+            try:
+                entry, outcome = await self.compute(request, url, policy, memo.key, trace)
+            except ProxyError as exc:
+                if not self.fallback.serves(exc):
+                    raise
+                return await self.serve_fallback(exc, url, policy, memo.key, trace)
             trace.add(entry.report)
         trace.cache, trace.format = outcome.value, entry.result.format
         self.responder.check_not_modified(request.headers, entry.etag, entry.meta,
@@ -93,7 +109,10 @@ class ImageHandler:
 
     async def compute(self, request: web.Request, url: Resolved, policy: FormatPolicy,
                       key: ResultKey, trace: RequestTrace) -> tuple[CachedResult, Outcome]:
-        """A result that is not cached: revalidate, then produce it (coalesced), in time."""
+        """A result that is not cached: revalidate, then produce it (coalesced), in time.
+        The trace context for origin requests is bound here: the tasks this starts (the
+        coalesced job, its download) copy it."""
+        trace_context.bind(self.tracer.outgoing(request.headers))
         name = self.tier.key(key, request.headers)
         try:
             async with asyncio.timeout(self.timeout):
@@ -118,13 +137,55 @@ class ImageHandler:
             self.responder.check_not_modified(request.headers, stored.etag, stored.meta,
                                               e, policy.vary)
             return None
-        async with self.admission.admit(), \
-                self.fetcher.incoming(url.source, e.max_src_file_size, report) as source:
-            fetched = await source.complete()
+        conditions = origin_conditions(request.headers, key, self.settings,
+                                       self.watermark.fingerprint)
+        async with self.admission.admit():
+            if conditions:  # the origin decides (its 304 is ours)
+                fetched = await self.fetcher.if_changed(url.source, e.max_src_file_size, report,
+                                                        conditions)
+            else:
+                async with self.fetcher.incoming(url.source, e.max_src_file_size,
+                                                 report) as source:
+                    fetched = await source.complete()
         trace.add(report)
-        etag = make_etag(key, fetched.meta, self.watermark.fingerprint)
+        if isinstance(fetched, Unchanged):
+            meta = self.unchanged_meta(fetched.meta, conditions)
+            raise self.responder.not_modified(self.etag(key, meta), meta, e, policy.vary)
+        etag = self.etag(key, fetched.meta)
         self.responder.check_not_modified(request.headers, etag, fetched.meta, e, policy.vary)
         return fetched
+
+    def etag(self, key: ResultKey, meta: SourceMeta) -> str:
+        if not (meta.etag or meta.last_modified):
+            return ""  # an origin's 304 without validators: none to send
+        return make_etag(key, meta, self.watermark.fingerprint, self.settings.etag_buster)
+
+    @staticmethod
+    def unchanged_meta(meta: SourceMeta, conditions: dict[str, str]) -> SourceMeta:
+        """The validators of an origin's 304; the one ETag forwarded when it sent none."""
+        forwarded = conditions.get("If-None-Match", "")
+        if meta.etag is None and forwarded and "," not in forwarded:
+            return dataclasses.replace(meta, etag=forwarded)
+        return meta
+
+    async def serve_fallback(self, exc: ProxyError, url: Resolved, policy: FormatPolicy,
+                             key: ResultKey, trace: RequestTrace) -> web.Response:
+        """The source cannot be had: the fallback image, processed as asked (cached per
+        options), with its own status and TTL; the error is still logged and counted."""
+        trace.error, trace.reason = exc.category, exc.reason
+        fallback_key = self.fallback.key(key)
+        try:
+            async with asyncio.timeout(self.timeout):
+                entry, outcome = await self.results.get_or_compute(
+                    fallback_key, lambda: self.render(url, policy, fallback_key,
+                                                      self.fallback.source(), JobReport()))
+        except TimeoutError:
+            raise RequestTimeout(f"Request took longer than {self.timeout}s") from None
+        if outcome is not Outcome.HIT:
+            trace.add(entry.report)
+        trace.cache, trace.format = outcome.value, entry.result.format
+        return self.responder.fallback(entry, url.effective, url.source.url, policy.vary,
+                                       self.fallback.status(exc))
 
     async def produce(self, url: Resolved, policy: FormatPolicy, key: ResultKey,
                       fetched: Fetched | None, name: str) -> CachedResult:
@@ -147,21 +208,15 @@ class ImageHandler:
         deadline = time.monotonic() + self.timeout
         async with self.admission.admit(), \
                 self.fetcher.incoming(url.source, e.max_src_file_size, report, fetched) as source:
-            if e.raw:  # the source as it is: a queue place (it is buffered), no worker
-                whole = await source.complete()
-                result = raw(whole.data, e.max_svg_check_bytes)
-                meta = whole.meta
-            else:
-                started = time.perf_counter()
-                with self.tracer.span("vipsgate.process") as span:
-                    result, waited = await self.process(source, e, policy, deadline)
-                    meta = await source.meta()
-                    if span is not None:
-                        span.set_attribute("vipsgate.source.bytes", meta.size or 0)
-                report.stages["queue"] = waited
-                report.stages["process"] = time.perf_counter() - started - waited
-        return CachedResult(result, meta, make_etag(key, meta, self.watermark.fingerprint),
-                            report)
+            started = time.perf_counter()
+            with self.tracer.span("vipsgate.process") as span:
+                result, waited = await self.process(source, e, policy, deadline)
+                meta = await source.meta()
+                if span is not None:
+                    span.set_attribute("vipsgate.source.bytes", meta.size or 0)
+            report.stages["queue"] = waited
+            report.stages["process"] = time.perf_counter() - started - waited
+        return CachedResult(result, meta, self.etag(key, meta), report)
 
     async def process(self, source: Incoming, e: Effective, policy: FormatPolicy,
                       deadline: float) -> tuple[Result, float]:
@@ -193,7 +248,8 @@ class TracedHandler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         tracer = self.handler.tracer
-        with tracer.span("vipsgate.request", **{"http.method": request.method}) as span:
+        with tracer.span("vipsgate.request", request.headers,
+                         **{"http.method": request.method}) as span:
             response = await self.handler.handle(request)
             trace = request[TRACE]
             span.set_attributes({"vipsgate.cache": trace.cache,

@@ -91,7 +91,7 @@ def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle
         response.headers["Server"] = SERVER
         if settings.allow_origin:
             response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+            response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"  # imgproxy's
         if lifecycle.draining:
             response.force_close()  # keep-alive clients reconnect to another instance
         return response

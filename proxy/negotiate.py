@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PREFERRED_SOURCE_FORMATS = ("jpeg", "png", "gif")
+from . import formats
+
+PREFERRED_SOURCE_FORMATS = ("jpeg", "png", "gif")  # IMGPROXY_PREFERRED_FORMATS' default
 _MODERN = ("jxl", "avif", "webp")  # preference order when several are allowed (imgproxy's)
 #: a q-value: a plain decimal number (the CDN recipes in cdn/ read it the same way)
 _QVALUE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -64,13 +66,17 @@ class FormatPolicy:
     accepted: tuple[str, ...] = ()  # modern formats usable for this client, best first
     enforce: bool = False  # accepted formats override an explicit one
     vary: bool = False  # the answer depends on Accept
+    preferred: tuple[str, ...] = PREFERRED_SOURCE_FORMATS  # IMGPROXY_PREFERRED_FORMATS
 
     @property
     def key(self) -> str:
         """Everything that can change the chosen format, for the cache key."""
         if self.explicit and not self.enforce:
             return self.explicit
-        return f"{self.explicit or 'auto'}>{'+'.join(self.accepted) or '-'}"
+        key = f"{self.explicit or 'auto'}>{'+'.join(self.accepted) or '-'}"
+        if self.preferred != PREFERRED_SOURCE_FORMATS and not self.explicit:
+            key += f">{'+'.join(self.preferred)}"
+        return key
 
     def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str:
         """The output format for an image with these facts."""
@@ -84,22 +90,24 @@ class FormatPolicy:
             return fmt
         if self.explicit:
             return self.explicit
-        if source in PREFERRED_SOURCE_FORMATS:
+        if source in self.preferred:
             return source
-        if animated:
-            return "gif"
-        return "png" if alpha else "jpeg"
+        for fmt in self.preferred:  # the first that holds the image, as imgproxy
+            if (not animated or fmt in formats.ANIMATED) and (not alpha or fmt in formats.ALPHA):
+                return fmt
+        return self.preferred[0]
 
 
 def negotiate(explicit: str | None, accept: str, *, auto_webp: bool, auto_avif: bool,
               enforce_webp: bool, enforce_avif: bool, auto_jxl: bool = False,
-              enforce_jxl: bool = False) -> FormatPolicy:
+              enforce_jxl: bool = False,
+              preferred: tuple[str, ...] = PREFERRED_SOURCE_FORMATS) -> FormatPolicy:
     """Build the policy for one request."""
     enforcing = enforce_webp or enforce_avif or enforce_jxl
     negotiating = auto_webp or auto_avif or auto_jxl or enforcing
     if explicit:
         enforced = modern_formats(accept, enforce_webp, enforce_avif, enforce_jxl)
-        return FormatPolicy(explicit, enforced, bool(enforced), enforcing)
+        return FormatPolicy(explicit, enforced, bool(enforced), enforcing, preferred)
     accepted = modern_formats(accept, auto_webp or enforce_webp, auto_avif or enforce_avif,
                               auto_jxl or enforce_jxl)
-    return FormatPolicy(None, accepted, False, negotiating)
+    return FormatPolicy(None, accepted, False, negotiating, preferred)

@@ -87,7 +87,7 @@ class ProcessingOptions:
     keep_copyright: bool | None = None
     strip_color_profile: bool | None = None
     enforce_thumbnail: bool | None = None
-    preserve_hdr: bool = False
+    preserve_hdr: bool | None = None
     skip_processing: tuple[str, ...] = ()
     raw: bool = False
     cachebuster: str = ""

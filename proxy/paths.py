@@ -16,12 +16,14 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import quote, unquote
 
 from .arguments import SEP, format_name
 from .errors import Forbidden, InvalidURL
 from .grammar import BY_NAME, DEFAULT_FIELDS, SECURITY_OPTIONS, Fields, option_segments
 from .options import RESIZING_TYPES, ProcessingOptions
+from .replacements import Replacement, apply
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _PLAIN_SEGMENT = re.compile(r"(?:^|/)plain/")  # the ``plain`` segment that starts a source
@@ -38,6 +40,8 @@ class ParserConfig:
     allow_security_options: bool = False
     base_url: str = ""
     base64_url_includes_filename: bool = False
+    separator: str = SEP  # IMGPROXY_ARGUMENTS_SEPARATOR
+    replacements: tuple[Replacement, ...] = ()  # IMGPROXY_URL_REPLACEMENTS
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,20 @@ class ParsedPath:
     options: ProcessingOptions
     source: str
     used_presets: tuple[str, ...] = ()
+    given: frozenset[str] = frozenset()  # option fields set by the URL or a preset
+
+
+class _Written(dict[str, Any]):
+    """Option fields, remembering which ones an option or preset set (even to the
+    default value): client hints only fill in what the URL left unsaid."""
+
+    def __init__(self, values: Fields) -> None:
+        super().__init__(values)
+        self.written: set[str] = set()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.written.add(key)
+        super().__setitem__(key, value)
 
 
 def split_signature(raw_path: str, prefix: str = "") -> tuple[str, str]:
@@ -80,17 +98,17 @@ def _fix_scheme(match: re.Match[str]) -> str:
 def parse_path(path: str, config: ParserConfig = ParserConfig()) -> ParsedPath:
     """Parse the signed path (after the signature, starting with ``/``)."""
     segments = path.lstrip("/").split("/")
-    values: Fields = dict(DEFAULT_FIELDS)
+    values = _Written(DEFAULT_FIELDS)
     used: list[str] = []
     if "default" in config.presets:
         _apply_preset(values, "default", config, used)
     if config.only_presets:
-        for name in segments[0].split(SEP) if segments[0] else ():
+        for name in segments[0].split(config.separator) if segments[0] else ():
             _apply_preset(values, name, config, used)
         source_segments = segments[1:]
     else:
         index = 0
-        while index < len(segments) and SEP in segments[index]:
+        while index < len(segments) and config.separator in segments[index]:
             _apply_segment(values, segments[index], config, used, from_url=True)
             index += 1
         if index == 0 and segments[0] in RESIZING_TYPES:
@@ -99,13 +117,14 @@ def parse_path(path: str, config: ParserConfig = ParserConfig()) -> ParsedPath:
     source, extension = _parse_source(source_segments, config)
     if extension:
         values["format"] = format_name("extension", extension)
-    return ParsedPath(ProcessingOptions(**values), source, tuple(used))
+    return ParsedPath(ProcessingOptions(**values), source, tuple(used),
+                      frozenset(values.written))
 
 
 def _apply_segment(values: Fields, segment: str, config: ParserConfig, used: list[str],
                    from_url: bool) -> None:
-    name, _, rest = segment.partition(SEP)
-    args = rest.split(SEP)
+    name, _, rest = segment.partition(config.separator)
+    args = rest.split(config.separator)
     if from_url:
         if config.allowed_options is not None and name not in config.allowed_options:
             raise InvalidURL(f"Forbidden processing option {name}")
@@ -162,14 +181,17 @@ def _parse_source(segments: list[str], config: ParserConfig) -> tuple[str, str]:
         extension = parts[1] if len(parts) > 1 else ""
     if not source:
         raise InvalidURL("empty source URL")
+    source = apply(config.replacements, source)
     if config.base_url and not source.startswith(config.base_url):
         source = config.base_url + source
     return source, extension
 
 
-def parse_preset_definitions(entries: Iterable[str]) -> dict[str, tuple[str, ...]]:
+def parse_preset_definitions(entries: Iterable[str], separator: str = SEP
+                             ) -> dict[str, tuple[str, ...]]:
     """``name=opt:a/opt:b`` lines -> {name: segments}; raises ValueError (one line) when
-    an entry or an option in it is invalid, or a chain of presets is too deep."""
+    an entry or an option in it is invalid, or a chain of presets is too deep. Option
+    arguments are separated by ``separator`` (IMGPROXY_ARGUMENTS_SEPARATOR), as in URLs."""
     presets: dict[str, tuple[str, ...]] = {}
     for entry in entries:
         entry = entry.strip()
@@ -179,23 +201,24 @@ def parse_preset_definitions(entries: Iterable[str]) -> dict[str, tuple[str, ...
         if not eq or not name.strip() or not body.strip():
             raise ValueError(f"invalid preset {entry!r} (expected name=option:args/...)")
         presets[name.strip()] = tuple(s for s in body.strip().split("/") if s)
-    config = ParserConfig(presets=presets)
+    config = ParserConfig(presets=presets, separator=separator)
     for name, segments in presets.items():
         for segment in segments:  # validate each option once, at start-up
-            if SEP not in segment:
+            if separator not in segment:
                 raise ValueError(f"invalid option {segment!r} in preset {name!r}")
-            if segment.partition(SEP)[0] in ("preset", "pr"):
+            if segment.partition(separator)[0] in ("preset", "pr"):
                 continue  # checked below, as a chain
             try:
                 _apply_segment(dict(DEFAULT_FIELDS), segment, config, [name], from_url=False)
             except InvalidURL as exc:
                 raise ValueError(f"preset {name!r}: {exc.reason}") from None
     for name in presets:
-        _check_chain(presets, name, [])
+        _check_chain(presets, name, [], separator)
     return presets
 
 
-def _check_chain(presets: Mapping[str, tuple[str, ...]], name: str, chain: list[str]) -> None:
+def _check_chain(presets: Mapping[str, tuple[str, ...]], name: str, chain: list[str],
+                 separator: str = SEP) -> None:
     """Refuse unknown presets named by presets, and chains deeper than MAX_PRESET_DEPTH
     (a preset naming one already in its chain is skipped at parse time, as imgproxy does)."""
     if name in chain:
@@ -206,10 +229,10 @@ def _check_chain(presets: Mapping[str, tuple[str, ...]], name: str, chain: list[
         raise ValueError(f"presets nest more than {MAX_PRESET_DEPTH} deep: "
                          f"{' -> '.join([*chain[:3], '...', name])}")
     for segment in presets[name]:
-        option, _, args = segment.partition(SEP)
+        option, _, args = segment.partition(separator)
         if option in ("preset", "pr"):
-            for inner in args.split(SEP):
-                _check_chain(presets, inner, [*chain, name])
+            for inner in args.split(separator):
+                _check_chain(presets, inner, [*chain, name], separator)
 
 
 # --- options -> path (canonical form; used by the URL builder) --------------------------

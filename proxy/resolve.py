@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import formats
+from . import client_hints, formats
+from .client_hints import Hints
 from .options import RGB, Crop, Extend, Gravity, ProcessingOptions, Trim, Watermark
 
 
@@ -56,7 +57,9 @@ class Effective:
     auto_rotate: bool
     strip_color_profile: bool
     enforce_thumbnail: bool
-    preserve_hdr: bool
+    preserve_hdr: bool  # accepted (``ph``), not honoured: every result is 8 bits per channel
+    linear_colorspace: bool  # resize in linear light (IMGPROXY_USE_LINEAR_COLORSPACE)
+    shrink_on_load: bool  # decoders may shrink (not IMGPROXY_DISABLE_SHRINK_ON_LOAD)
     # output
     format_quality: tuple[tuple[str, int], ...]  # every quality format, resolved
     max_bytes: int  # 0: no limit
@@ -67,6 +70,8 @@ class Effective:
     jxl_effort: int
     jpeg_progressive: bool
     png_interlaced: bool
+    png_colors: int  # palette size; 0: no quantisation (IMGPROXY_PNG_QUANTIZE)
+    webp_preset: str
     skip_processing: tuple[str, ...]
     raw: bool
     cachebuster: str
@@ -113,12 +118,16 @@ def resolve(o: ProcessingOptions, s: Any) -> Effective:
         auto_rotate=pick(o.auto_rotate, s.auto_rotate),
         strip_color_profile=pick(o.strip_color_profile, s.strip_color_profile),
         enforce_thumbnail=pick(o.enforce_thumbnail, s.enforce_thumbnail),
-        preserve_hdr=o.preserve_hdr,
+        preserve_hdr=bool(o.preserve_hdr),
+        linear_colorspace=s.use_linear_colorspace,
+        shrink_on_load=not s.disable_shrink_on_load,
         format_quality=tuple(quality.items()), max_bytes=o.max_bytes,
         strip_metadata=pick(o.strip_metadata, s.strip_metadata),
         keep_copyright=pick(o.keep_copyright, s.keep_copyright),
         avif_speed=s.avif_speed, webp_effort=s.webp_effort, jxl_effort=s.jxl_effort,
         jpeg_progressive=s.jpeg_progressive, png_interlaced=s.png_interlaced,
+        png_colors=s.png_quantization_colors if s.png_quantize else 0,
+        webp_preset=s.webp_preset,
         skip_processing=o.skip_processing or s.skip_processing_formats,
         raw=o.raw, cachebuster=o.cachebuster,
         max_src_resolution=pick(o.max_src_resolution, s.max_src_resolution),
@@ -133,17 +142,22 @@ def resolve(o: ProcessingOptions, s: Any) -> Effective:
     )
 
 
+HINTED_MEMO = 16  # client-hint variants of one URL kept resolved (more are resolved each time)
+
+
 class Resolved:
     """A verified URL's effective options and checked source, with a memo per format
-    class (``handler.UrlMemo``: the result key and headers a hit reuses)."""
+    class (``handler.UrlMemo``: the result key and headers a hit reuses) and, with
+    client hints, the URL resolved under each hint seen (``hinted``)."""
 
-    __slots__ = ("effective", "format", "memos", "source")
+    __slots__ = ("effective", "format", "hinted", "memos", "source")
 
     def __init__(self, effective: Effective, source: Any, fmt: str | None) -> None:
         self.effective = effective
         self.source = source  # a ``sources.SourceRef``: scheme enabled, allow-listed
         self.format = fmt  # the URL's explicit output format, if any
         self.memos: dict[str, Any] = {}  # by FormatPolicy.key: a handful at most
+        self.hinted: dict[Hints, Resolved] = {}
 
 
 class Resolver:
@@ -153,11 +167,21 @@ class Resolver:
         self.settings = settings
         self.check_source = check_source
 
-    def __call__(self, url: Any) -> Resolved:
-        """``url`` is a ``verify.VerifiedUrl``; its ``resolved`` slot keeps the result."""
+    def __call__(self, url: Any, hints: Hints | None = None) -> Resolved:
+        """``url`` is a ``verify.VerifiedUrl``; its ``resolved`` slot keeps the result.
+        ``hints``: the request's client hints (``client_hints.read``), if any."""
         resolved: Resolved | None = url.resolved
         if resolved is None:
             options, source = url.parsed.options, url.parsed.source
             resolved = url.resolved = Resolved(resolve(options, self.settings),
                                                self.check_source(source), options.format)
-        return resolved
+        if hints is None:
+            return resolved
+        hinted = resolved.hinted.get(hints)
+        if hinted is None:
+            options = client_hints.apply(url.parsed.options, url.parsed.given, hints)
+            hinted = resolved if options is url.parsed.options else Resolved(
+                resolve(options, self.settings), resolved.source, resolved.format)
+            if len(resolved.hinted) < HINTED_MEMO:
+                resolved.hinted[hints] = hinted
+        return hinted

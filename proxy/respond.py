@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Callable, Mapping
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -19,13 +18,14 @@ from aiohttp import web
 from . import formats
 from .cache import Outcome
 from .errors import NotModified
-from .http_cache import cache_headers, conditional_match
+from .http_cache import cache_control, cache_headers, conditional_match
 from .resolve import Effective
 from .results import CachedResult
 from .sources import SourceMeta
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URL_SAFE = "/:?#[]@!$&'()*+,;=%~-._"
 
 
 def _nothing() -> None:
@@ -54,7 +54,30 @@ class Responder:
         if conditional_match(request_headers.get("If-None-Match"),
                              request_headers.get("If-Modified-Since"), etag,
                              meta.last_modified, self.settings):
-            raise NotModified(headers=cache_headers(self.settings, e.expires, vary, meta, etag))
+            raise self.not_modified(etag, meta, e, vary)
+
+    def not_modified(self, etag: str, meta: SourceMeta, e: Effective, vary: bool) -> NotModified:
+        """The 304, with the 200's caching headers (no ETag when there is none)."""
+        headers = cache_headers(self.settings, e.expires, vary, meta, etag)
+        if not etag:
+            headers.pop("ETag", None)
+        return NotModified(headers=headers)
+
+    def fallback(self, entry: CachedResult, e: Effective, source: str, vary: bool,
+                 status: int) -> web.Response:
+        """The fallback image (imgproxy's headers): no validators; ``max-age`` from
+        IMGPROXY_FALLBACK_IMAGE_TTL, else as a 200 would have it; none on an error status
+        unless ``exp`` or that TTL sets one."""
+        s = self.settings
+        headers = self.headers(entry, e, source, vary, Outcome.MISS)
+        for name in ("ETag", "Last-Modified"):
+            headers.pop(name, None)
+        ttl = s.fallback_image_ttl or None
+        if ttl is None and status >= 400 and e.expires <= 0:
+            del headers["Cache-Control"]
+        else:
+            headers["Cache-Control"] = cache_control(s, e.expires, SourceMeta(), ttl)
+        return web.Response(status=status, body=entry.result.data, headers=headers)
 
     def respond(self, entry: CachedResult, memo: HeaderMemo, e: Effective, source: str,
                 vary: bool, outcome: Outcome) -> web.Response:
@@ -72,6 +95,8 @@ class Responder:
         headers["Content-Disposition"] = content_disposition(source, e, result.format)
         headers["Content-Security-Policy"] = CSP
         headers["Content-Type"] = formats.mime_type(result.format)
+        if self.settings.set_canonical_header and source.startswith(("http://", "https://")):
+            headers["Link"] = canonical_link(source)
         if self.settings.debug_headers:
             headers.update({
                 "X-Cache": outcome.value, "X-Origin-Width": str(result.source_width),
@@ -89,16 +114,33 @@ class Responder:
         return e.expires <= 0 and not passthrough_expires and not s.debug_headers
 
 
-def content_disposition(source: str, e: Effective, fmt: str) -> str:
-    """``inline`` or ``attachment`` with the file name (RFC 6266): a plain ASCII
-    ``filename`` and, when the name is not ASCII, ``filename*`` in UTF-8 (RFC 8187).
-    Control characters never reach the header."""
-    source_path = PurePosixPath(urlsplit(source).path)
-    stem = e.filename or source_path.stem or "image"
+def canonical_link(source: str) -> str:
+    """``Link: <source>; rel="canonical"`` (IMGPROXY_SET_CANONICAL_HEADER), the URL's
+    characters that cannot stand in a header or a ``<>`` reference escaped."""
+    return f'<{quote(source, safe=_URL_SAFE)}>; rel="canonical"'
+
+
+def file_stem(source: str) -> tuple[str, str]:
+    """``(stem, extension)`` of the last segment of the source URL's path, as imgproxy
+    names files: ``http://x/a/`` has none (then ``image``), ``.hidden`` is an extension."""
+    name = urlsplit(source).path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return (name[:dot], name[dot:]) if dot >= 0 else (name, "")
+
+
+def content_disposition(source: str, e: Effective, fmt: str, suffix: str | None = None) -> str:
+    """``inline`` or ``attachment`` with the file name, as imgproxy writes it (``"`` as
+    ``%22``); a name that is not ASCII also gets ``filename*`` in UTF-8 (RFC 8187), its
+    ``filename`` made ASCII. Control characters never reach the header. ``suffix``
+    replaces the format's extension (``raw``: the source's, or its MIME type's)."""
+    stem, source_suffix = file_stem(source)
+    stem = e.filename or stem or "image"
     kind = "attachment" if e.return_attachment else "inline"
-    suffix = f".{formats.extension(fmt)}" if fmt else source_path.suffix  # raw non-image
+    if suffix is None:
+        suffix = f".{formats.extension(fmt)}" if fmt else source_suffix
     name = _CONTROL.sub("", stem + suffix) or "image"
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "%22").replace("\\", "_")
-    if ascii_name == name:
-        return f'{kind}; filename="{name}"'
+    quoted = name.replace('"', "%22")
+    if name.isascii():
+        return f'{kind}; filename="{quoted}"'
+    ascii_name = quoted.encode("ascii", "replace").decode()
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import ExpiredURL, Forbidden
 from .paths import ParsedPath, ParserConfig, parse_path, split_signature
+from .replacements import compile_rules
 from .signing import Signer
 
 MEMO_SIZE = 4096  # hot URLs; each entry is a parsed, resolved URL (~2 KB) and its memos
@@ -74,7 +75,9 @@ def parser_config(settings: Any) -> ParserConfig:
         allowed_options=frozenset(settings.allowed_processing_options) or None,
         allow_security_options=settings.allow_security_options,
         base_url=settings.base_url,
-        base64_url_includes_filename=settings.base64_url_includes_filename)
+        base64_url_includes_filename=settings.base64_url_includes_filename,
+        separator=settings.arguments_separator,
+        replacements=compile_rules(settings.url_replacements))
 
 
 def _verify(signer: Signer, parser: ParserConfig, prefix: str, path: str) -> VerifiedUrl:

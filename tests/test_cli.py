@@ -144,14 +144,14 @@ def test_config_into_a_closed_pipe_ends_quietly() -> None:
 
 def test_unknown_and_unsupported_names() -> None:
     env = {"IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT, "IMGPROXY_QUALTY": "1",
-           "VIPSGATE_BASE_URL": "https://x", "IMGPROXY_USE_LINEAR_COLORSPACE": "1",
+           "VIPSGATE_BASE_URL": "https://x", "IMGPROXY_NETWORK": "unix",
            "PATH": "/bin", "IMGPROXY_NOTHING_LIKE_IT": "1"}
     assert environment.unknown_names(env) == ["IMGPROXY_NOTHING_LIKE_IT", "IMGPROXY_QUALTY"]
     lines = environment.warnings(env)
     assert lines[:2] == ["unknown setting IMGPROXY_NOTHING_LIKE_IT is ignored",
                          "unknown setting IMGPROXY_QUALTY is ignored; "
                          "did you mean IMGPROXY_QUALITY?"]
-    assert lines[2].startswith("IMGPROXY_USE_LINEAR_COLORSPACE is not supported (")
+    assert lines[2].startswith("IMGPROXY_NETWORK is not supported (")
     # the tables are data about names that are not settings
     assert not (UNSUPPORTED.keys() | READ_ELSEWHERE.keys()) & environment.setting_names()
 

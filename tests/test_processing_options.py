@@ -14,9 +14,10 @@ from aiohttp import web
 
 from conftest import effective, make_settings, process_url, signed
 from imagegen import jpeg, load, photo, solid
+from vipsgate import passthrough
 from vipsgate.app import POOL, SOURCES, create_app
 from vipsgate.errors import ConfigError, ImageTooLarge
-from vipsgate.processing.pipeline import raw
+from vipsgate.sources import Relayed
 
 RED, WHITE, BLUE = (255, 0, 0), (255, 255, 255), (0, 0, 255)
 
@@ -236,14 +237,18 @@ def test_watermark_opacity_scales_the_effect():
 
 
 def test_watermark_scale_and_replicate():
+    """``re`` as imgproxy's processing/watermark.go (prepareWatermark) and vips/vips.c
+    (vips_replicate_go, centred) tile it."""
     data = png(solid(100, 80, WHITE))
     _, out = run(data, "wm:1:ce:0:0:0.5", watermark=MARK)  # fits 50x40: a 40x40 square
     assert close(px(out, 31, 21), RED, 0) and close(px(out, 68, 58), RED, 0)
     assert close(px(out, 29, 40), WHITE, 0) and close(px(out, 71, 40), WHITE, 0)
     _, out = run(data, "wm:1:re:10:10", watermark=MARK)  # 20px tiles, 10px apart
-    for x, y in ((5, 5), (24, 24), (35, 35), (65, 5)):
+    # imgproxy's grid (processing/watermark.go, vips.c vips_replicate_go): 30 px cells,
+    # 5 x 3 of them, centred: a tile's centre on the image's (50, 40)
+    for x, y in ((50, 40), (41, 31), (59, 49), (20, 40), (80, 40), (50, 10), (50, 70)):
         assert close(px(out, x, y), RED, 0), (x, y)
-    for x, y in ((2, 2), (27, 27), (32, 10), (10, 32)):
+    for x, y in ((35, 40), (65, 40), (50, 25), (50, 55), (4, 40), (95, 40)):
         assert close(px(out, x, y), WHITE, 0), (x, y)
 
 
@@ -428,8 +433,14 @@ def test_svg_is_never_skipped_or_served_raw_as_svg():
           b'<rect width="20" height="10" fill="red"/></svg>'
     result, out = run(svg, "skp:svg", None)
     assert result.format == "png" and (out.width, out.height) == (20, 10)
-    assert raw(svg).format == "" and raw(svg).data == svg
-    assert raw(jpeg(8, 8)).format == "jpeg"
+    def relayed(body: bytes, content_type: str = "") -> str:
+        headers = {"Content-Type": content_type} if content_type else {}
+        return passthrough.content_type(Relayed(200, headers, body))
+
+    assert relayed(svg) == relayed(svg, "image/svg+xml") == "application/octet-stream"
+    assert relayed(jpeg(8, 8)) == relayed(jpeg(8, 8), "text/html") == "image/jpeg"
+    assert relayed(b"text", "text/html; charset=utf-8") == "application/octet-stream"
+    assert relayed(b"bytes", "image/png") == "image/png"  # the origin names media: as is
 
 
 async def test_raw_still_obeys_the_source_size_limit(make_client, images):

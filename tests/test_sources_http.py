@@ -267,9 +267,10 @@ async def test_body_cut_short_is_422(make_client, origin: Origin) -> None:
 
 @pytest.mark.parametrize(("code", "expected"), [
     (500, 502), (503, 502), (403, 403), (429, 429), (418, 418), (404, 404), (410, 404),
-    (401, 502), (407, 502), (408, 502)])
+    (401, 401), (407, 407), (408, 408)])  # every 4xx as is (imgproxy 3.31+)
 async def test_origin_status_mapping(make_client, origin: Origin, code: int,
                                      expected: int) -> None:
+    """imgproxy's fetcher/errors.go (newResponseStatusError): 4xx as is, 5xx -> 502."""
     client = await make_client(**LOOPBACK)
     response = await client.get(image_path(origin.url(f"/status/{code}")))
     assert response.status == expected
@@ -332,8 +333,8 @@ def test_status_mapping_function() -> None:
     assert status_error(200, "u") is None
     assert isinstance(status_error(404, "u"), SourceNotFound)
     assert status_error(418, "u").status == 418  # type: ignore[union-attr]
-    for code in (401, 407, 408):  # would mean something else coming from us
-        assert status_error(code, "u").status == 502  # type: ignore[union-attr]
+    for code in (401, 407, 408):  # passed through, as imgproxy 3.31+ does
+        assert status_error(code, "u").status == code  # type: ignore[union-attr]
     assert status_error(502, "u").status == 502  # type: ignore[union-attr]
     assert status_error(302, "u").status == 502  # type: ignore[union-attr]
 

@@ -83,7 +83,8 @@ async def test_errors_and_oversized_results_are_not_stored(pod, origin, fs_env, 
     assert not [p for p in (tmp_path / "tier").rglob("*") if p.is_file()]
 
 
-async def test_raw_results_are_shared_too(pod, origin, fs_env):  # type: ignore[no-untyped-def]
+async def test_raw_is_relayed_never_shared(pod, origin, fs_env):  # type: ignore[no-untyped-def]
+    """``raw`` relays the origin's response (as imgproxy's stream handler): no tier."""
     original = jpeg(200, 100)
     url = origin.add("/raw.jpg", original)
     a = await pod(**fs_env)
@@ -92,7 +93,7 @@ async def test_raw_results_are_shared_too(pod, origin, fs_env):  # type: ignore[
     b = await pod(**fs_env)
     status, headers, body = await get(b, signed(f"/raw:1/plain/{url}"))
     assert (status, body, headers["Content-Type"]) == (200, original, "image/jpeg")
-    assert origin.hits["/raw.jpg"] == 1 and lookups(b, "hit") == 1
+    assert origin.hits["/raw.jpg"] == 2 and lookups(b, "hit") == lookups(b, "miss") == 0
 
 
 async def test_cachebusters_and_the_watermark_are_part_of_the_key(pod, origin, fs_env):  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import signed
+from conftest import LOOPBACK, signed
 from imagegen import jpeg
 
 otel = pytest.importorskip("opentelemetry.sdk.trace", reason="opentelemetry-sdk not installed")
@@ -68,3 +68,22 @@ async def test_no_spans_by_default(make_client, images):
     response = await client.get(signed("/rs:fit:10:10/plain/local:///a.jpg"))
     assert response.status == 200
     assert EXPORTER.get_finished_spans() == ()
+
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_an_incoming_traceparent_is_continued_and_sent_to_origins(make_client, origin):
+    """W3C trace context: the request span's parent is the caller's span; the origin's
+    request carries the request span's context."""
+    url = origin.add("/a.jpg", jpeg(32, 32))
+    client = await make_client(VIPSGATE_OTEL="1", **LOOPBACK)
+    response = await client.get(signed(f"/rs:fit:8:8/plain/{url}"),
+                                headers={"traceparent": PARENT})
+    assert response.status == 200
+    (root,) = [s for s in EXPORTER.get_finished_spans() if s.name == "vipsgate.request"]
+    assert f"{root.context.trace_id:032x}" == PARENT[3:35]
+    assert f"{root.parent.span_id:016x}" == PARENT[36:52]
+    sent = origin.requests[-1].headers["traceparent"]
+    assert sent.split("-")[1] == PARENT[3:35]
+    assert sent.split("-")[2] == f"{root.context.span_id:016x}"

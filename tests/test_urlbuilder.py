@@ -294,8 +294,8 @@ def test_urlbuilder_imports_no_server_dependencies():
                          timeout=60, check=True).stdout
     assert eval(out) == ["vipsgate.arguments", "vipsgate.contrib", "vipsgate.errors",
                          "vipsgate.formats", "vipsgate.geometry", "vipsgate.grammar",
-                         "vipsgate.options", "vipsgate.paths", "vipsgate.signing",
-                         "vipsgate.urlbuilder"]
+                         "vipsgate.options", "vipsgate.paths", "vipsgate.replacements",
+                         "vipsgate.signing", "vipsgate.urlbuilder"]
 
 
 CASES = [  # (kwargs for UrlBuilder.url, source w x h)

@@ -1,7 +1,8 @@
 """Settings from the environment, parsed and validated once at start-up.
 
 ``Settings`` is the one table of defaults. Its fields are declared by section, one
-module each (``server``, ``sources``, ``processing``, ``caching``, ``observability``);
+module each (``server``, ``sources``, ``processing``, ``caching``, ``observability``,
+``tier``, ``compat``);
 each field names its environment variables (vipsgate's own ``VIPSGATE_*`` name and,
 where imgproxy has the same setting, its ``IMGPROXY_*`` name), a parser and a
 one-line description. ``vipsgate config`` prints the table the README shows, so the
@@ -22,6 +23,7 @@ from ..errors import ConfigError
 from ..grammar import OPTION_NAMES
 from ..paths import parse_preset_definitions
 from .caching import CachingSettings
+from .compat import CompatSettings
 from .observability import ObservabilitySettings
 from .processing import ProcessingSettings
 from .server import ServerSettings
@@ -48,8 +50,8 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 @dataclass(frozen=True)
-class Settings(ObservabilitySettings, TierSettings, CachingSettings, ProcessingSettings,
-               SourceSettings, ServerSettings):
+class Settings(CompatSettings, ObservabilitySettings, TierSettings, CachingSettings,
+               ProcessingSettings, SourceSettings, ServerSettings):
     """Every setting (fields in the order of the README table: the last base's first)."""
 
     # derived at start-up, not read from the environment
@@ -68,10 +70,10 @@ class Settings(ObservabilitySettings, TierSettings, CachingSettings, ProcessingS
 
     def preset_map(self) -> dict[str, tuple[str, ...]]:
         """Presets from IMGPROXY_PRESETS and IMGPROXY_PRESETS_PATH, validated."""
-        lines = list(self.presets)
+        lines = [p for p in self.presets.split(self.presets_separator) if p.strip()]
         if self.presets_path:
             lines += Path(self.presets_path).read_text().splitlines()
-        return parse_preset_definitions(lines)
+        return parse_preset_definitions(lines, self.arguments_separator)
 
 
 

@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from .values import boolean, choice, setting
 
 
+def log_level(text: str) -> str:
+    """``debug``, ``info``, ``warning`` or ``error``; imgproxy's ``warn`` is ``warning``."""
+    text = text.strip().lower()
+    return choice("debug", "info", "warning", "error")("warning" if text == "warn" else text)
+
+
 @dataclass(frozen=True)
 class ObservabilitySettings:
     # observability
@@ -17,8 +23,9 @@ class ObservabilitySettings:
                                    doc="Serve /metrics on a separate HOST:PORT")
     log_format: str = setting("text", "VIPSGATE_LOG_FORMAT", parse=choice("text", "json"),
                               doc="`json` for one structured line per request")
-    log_level: str = setting("info", "VIPSGATE_LOG_LEVEL",
-                             parse=choice("debug", "info", "warning", "error"), doc="Log level")
+    log_level: str = setting("info", "VIPSGATE_LOG_LEVEL", "IMGPROXY_LOG_LEVEL",
+                             parse=log_level, doc="Log level: `debug`, `info`, `warning` "
+                                                  "(`warn`), `error`")
     playground: bool = setting(False, "VIPSGATE_PLAYGROUND", parse=boolean,
                                doc="Serve the development playground at /playground")
     otel: bool = setting(False, "VIPSGATE_OTEL", parse=boolean,

@@ -15,9 +15,11 @@ class ProcessingSettings:
         (("webp", 79), ("avif", 63), ("jxl", 77)), "IMGPROXY_FORMAT_QUALITY",
         parse=format_qualities,
         doc="Per-format default quality, e.g. `webp=79,avif=63`")
-    auto_webp: bool = setting(True, "IMGPROXY_AUTO_WEBP", parse=boolean,
+    auto_webp: bool = setting(True, "IMGPROXY_AUTO_WEBP", "IMGPROXY_ENABLE_WEBP_DETECTION",
+                              parse=boolean,
                               doc="Answer WebP when `Accept` allows it and no format is given")
-    auto_avif: bool = setting(True, "IMGPROXY_AUTO_AVIF", parse=boolean,
+    auto_avif: bool = setting(True, "IMGPROXY_AUTO_AVIF", "IMGPROXY_ENABLE_AVIF_DETECTION",
+                              parse=boolean,
                               doc="Answer AVIF when `Accept` allows it and no format is given")
     enforce_webp: bool = setting(False, "IMGPROXY_ENFORCE_WEBP", parse=boolean,
                                  doc="Like AUTO_WEBP, and overrides an explicit format too")

@@ -76,8 +76,9 @@ class ServerSettings:
     insecure: bool = setting(False, "VIPSGATE_INSECURE", parse=boolean,
                              doc="Run without a key: any signature placeholder passes")
     # URL parsing
-    presets: tuple[str, ...] = setting((), "IMGPROXY_PRESETS", parse=items,
-                                       doc="Presets `name=opt:a/opt:b`, comma-separated")
+    presets: str = setting("", "IMGPROXY_PRESETS",
+                           doc="Presets `name=opt:a/opt:b`, separated by "
+                               "`IMGPROXY_PRESETS_SEPARATOR` (`,`)")
     presets_path: str = setting("", "IMGPROXY_PRESETS_PATH",
                                 doc="File with one preset per line")
     only_presets: bool = setting(False, "IMGPROXY_ONLY_PRESETS", parse=boolean,

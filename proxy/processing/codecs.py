@@ -135,12 +135,17 @@ def _jpeg(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
 
 
 def _png(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
+    if e.png_colors:  # IMGPROXY_PNG_QUANTIZE: a palette of at most that many colours
+        depth = next(bits for bits in (1, 2, 4, 8) if e.png_colors <= 1 << bits)
+        return image.pngsave_buffer(interlace=e.png_interlaced, keep=keep, compression=6,
+                                    palette=True, bitdepth=depth, filter="none")
     return image.pngsave_buffer(interlace=e.png_interlaced, keep=keep, compression=6,
                                 filter="none" if image.width * image.height > 1 else "all")
 
 
 def _webp(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:
-    return image.webpsave_buffer(Q=quality, effort=e.webp_effort, keep=keep)
+    return image.webpsave_buffer(Q=quality, effort=e.webp_effort, keep=keep,
+                                 preset=e.webp_preset)
 
 
 def _avif(image: pyvips.Image, quality: int, keep: str, e: Any) -> bytes:

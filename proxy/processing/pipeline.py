@@ -125,7 +125,8 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
     fail_on = "warning" if strict else "error"
     check(deadline)
     trimming = e.trim is not None and frames == 1
-    shrink = 1.0 if trimming else prepare.load_shrink(src_format, p, frames > 1)
+    shrink = 1.0 if trimming or not e.shrink_on_load else \
+        prepare.load_shrink(src_format, p, frames > 1)
     whole = trimming or src_format not in formats.STREAMED
     needed = prepare.working_memory(header, p, shrink, frames, (out_w, out_h), e, whole)
     with reserve(needed):
@@ -204,15 +205,4 @@ def skip(data: bytes, fmt: str, e: Effective) -> Result:
         width, height = prepare.stored_size(data, fmt)
         prepare.check_resolution(width, height, 1, e)
     return Result(data, fmt, width, height, fmt, width, height)
-
-
-def raw(data: bytes, svg_check_bytes: int = 32 * 1024) -> Result:
-    """The ``raw`` option: the source as it is, typed by its sniffed format.
-
-    ``format`` is "" (served as ``application/octet-stream``) when the bytes are
-    not a known image, and for SVG, which is never served as ``image/svg+xml``.
-    """
-    fmt = formats.sniff(data, svg_check_bytes) or ""
-    fmt = "" if fmt == "svg" else fmt
-    return Result(data, fmt, 0, 0, fmt, 0, 0)
 

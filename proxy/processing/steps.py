@@ -130,10 +130,15 @@ def scale(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     hscale, vscale = sx * raw_w / image.width, sy * raw_h / image.height
     if abs(hscale - 1) < 1e-6 and abs(vscale - 1) < 1e-6:
         return image.copy_memory()
+    interpretation = image.interpretation
+    if ctx.options.linear_colorspace:  # IMGPROXY_USE_LINEAR_COLORSPACE: resize light
+        image = image.colourspace("scrgb")
     if image.hasalpha():  # premultiplied, so transparent pixels do not bleed their colour
         image = resize_premultiplied(image, hscale, vscale)
     else:
         image = image.resize(hscale, vscale=vscale)
+    if ctx.options.linear_colorspace:
+        image = image.colourspace(interpretation).cast("uchar")
     return image.copy_memory()  # small now; the next steps need random access
 
 

@@ -4,7 +4,8 @@ The watermark comes from ``IMGPROXY_WATERMARK_DATA`` / ``_PATH`` / ``_URL`` and
 is decoded once per process (``decoded``), then shared read-only by every
 worker thread. Per request it is resized when ``scale`` > 0 (relative to the
 result), placed by position and pixel offsets (times dpr; it may overflow the
-edges) or tiled with ``re`` (offsets become the spacing), and blended with
+edges) or tiled with ``re`` (offsets become the spacing, the grid centred on the
+image), and blended with
 ``opacity`` (already multiplied by ``IMGPROXY_WATERMARK_OPACITY``, see resolve.py).
 """
 
@@ -52,6 +53,25 @@ def position(outer: tuple[int, int], inner: tuple[int, int], kind: str, x: int, 
     return left, top
 
 
+def spacing(offset: float, dpr: float, size: int) -> int:
+    """A ``re`` offset as the room between tiles: pixels (times dpr) when >= 1, else a
+    share of the image's side (imgproxy's rounding, half to even)."""
+    room = round(offset * dpr) if abs(offset) >= 1 else round(size * offset)
+    return max(0, min(room, size))  # more room than the image tiles nothing more
+
+
+def replicate(mark: pyvips.Image, width: int, height: int, pad_x: int, pad_y: int
+              ) -> pyvips.Image:
+    """The watermark tiled over ``width x height`` as imgproxy does: each tile padded by
+    the spacing (half before, half after), an odd number of tiles each way, the grid
+    centred on the image (a tile's centre on the image's)."""
+    tile = mark.embed(pad_x // 2, pad_y // 2, mark.width + pad_x, mark.height + pad_y)
+    across, down = -(-width // tile.width), -(-height // tile.height)
+    across, down = across + (across % 2 == 0), down + (down % 2 == 0)
+    tiles = tile.replicate(across, down)
+    return tiles.crop((tiles.width - width) // 2, (tiles.height - height) // 2, width, height)
+
+
 def _fit(mark: pyvips.Image, width: int, height: int) -> pyvips.Image:
     factor = min(width / mark.width, height / mark.height)
     if abs(factor - 1) < 1e-9:
@@ -73,11 +93,10 @@ def apply(image: pyvips.Image, data: bytes, w: Watermark, dpr: float) -> pyvips.
     x, y = round(w.x * dpr), round(w.y * dpr)
     if w.opacity < 1:
         mark = (mark * ([1] * (mark.bands - 1) + [w.opacity])).cast("uchar")
-    if w.position == "re":  # spacing past the image's size tiles nothing more
-        x, y = max(0, min(x, image.width)), max(0, min(y, image.height))
-        mark = mark.embed(x // 2, y // 2, mark.width + x, mark.height + y)
-        tiles = mark.replicate(-(-image.width // mark.width), -(-image.height // mark.height))
-        mark, left, top = tiles.crop(0, 0, image.width, image.height), 0, 0
+    if w.position == "re":
+        mark, left, top = replicate(mark, image.width, image.height,
+                                    spacing(w.x, dpr, image.width),
+                                    spacing(w.y, dpr, image.height)), 0, 0
     else:
         left, top = position((image.width, image.height), (mark.width, mark.height),
                              w.position, x, y)

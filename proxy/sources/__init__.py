@@ -12,19 +12,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvalidSource
 from .allowlist import AllowList
-from .base import Body, Fetched, Source, SourceMeta, check_size
+from .base import Body, Fetched, Relayed, Source, SourceMeta, Unchanged, check_size
 from .download import download, pump
 from .http import HttpSource
 from .stream import SourceStream
 
-__all__ = ["AllowList", "Body", "Fetched", "Source", "SourceMeta", "SourceRef", "SourceStream",
-           "Sources", "check_size", "content_etag", "download", "pump", "scheme_of"]
+__all__ = ["AllowList", "Body", "Fetched", "Relayed", "Source", "SourceMeta", "SourceRef",
+           "SourceStream", "Sources", "Unchanged", "check_size", "content_etag", "download",
+           "pump", "scheme_of"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -65,7 +67,8 @@ class Sources:
         try:
             if s.local_root:
                 from .local import LocalSource
-                self.by_scheme["local"] = LocalSource(s.local_root)
+                self.by_scheme["local"] = LocalSource(s.local_root,
+                                                      s.source_url_query_separator)
             http = await self._stack.enter_async_context(HttpSource(s, self.allowed))
             self.by_scheme["http"] = self.by_scheme["https"] = http
             if s.use_s3:
@@ -103,7 +106,37 @@ class Sources:
 
     async def fetch(self, ref: SourceRef, max_bytes: int) -> Fetched:
         """The whole source, at most ``max_bytes`` (0: no limit)."""
-        body = await self.open(ref, max_bytes)
+        return await self._whole(await self.open(ref, max_bytes), ref, max_bytes)
+
+    async def fetch_if_changed(self, ref: SourceRef, max_bytes: int,
+                               conditions: Mapping[str, str]) -> Fetched | Unchanged:
+        """``fetch`` with the client's validators forwarded where the scheme can (HTTP):
+        ``Unchanged`` when the origin says the client's copy is current."""
+        source = self.by_scheme.get(ref.scheme)
+        conditional = getattr(source, "open_if_changed", None)
+        if conditional is None:
+            return await self.fetch(ref, max_bytes)
+        opened = await conditional(ref.url, max_bytes, conditions)
+        if isinstance(opened, Unchanged):
+            return opened
+        return await self._whole(opened, ref, max_bytes)
+
+    async def relay(self, ref: SourceRef, headers: Mapping[str, str], max_bytes: int
+                    ) -> Relayed:
+        """``raw``: the origin's response to the client's forwarded ``headers`` (HTTP), or
+        the whole file with its validators (other schemes, which ignore the headers)."""
+        source = self.by_scheme.get(ref.scheme)
+        relay = getattr(source, "relay", None)
+        if relay is not None:
+            return await relay(ref.url, headers, max_bytes)
+        fetched = await self.fetch(ref, max_bytes)
+        meta = fetched.meta
+        given = {"ETag": meta.etag, "Last-Modified": meta.last_modified,
+                 "Content-Type": meta.content_type}
+        return Relayed(200, {k: v for k, v in given.items() if v}, fetched.data)
+
+    @staticmethod
+    async def _whole(body: Body, ref: SourceRef, max_bytes: int) -> Fetched:
         stream = SourceStream(body.meta)
         await pump(body, stream, max_bytes, ref.url)
         return Fetched(await stream.data(), stream.meta)

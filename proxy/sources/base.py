@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +21,24 @@ class SourceMeta:
     cache_control: str | None = None
     expires: str | None = None
     size: int | None = None
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """The origin answered 304 to validators forwarded from the client (not an error):
+    the client's copy is current. ``meta`` holds the validators the 304 carried."""
+
+    meta: SourceMeta
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """An origin's response for ``raw``: its final status, headers and body as sent
+    (not decompressed); the body is empty for 304 and error statuses."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from .. import __version__
+from .. import __version__, trace_context
 from ..errors import (
     InvalidSource,
     ProxyError,
@@ -32,14 +33,12 @@ from ..errors import (
     SourceUnreachable,
 )
 from .allowlist import AllowList, http_url
-from .base import CHUNK, SourceMeta
+from .base import CHUNK, Relayed, SourceMeta, Unchanged, read_limited
 from .netguard import AddressPolicy, parse
 
 log = logging.getLogger("vipsgate.sources")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Origin statuses that would mean something else coming from us: 401 without the
-# origin's WWW-Authenticate, 407 (our proxy auth), 408 (the client's request timed out).
-GATEWAY_STATUSES = frozenset({401, 407, 408})
+_CONTENT_RANGE = re.compile(r"bytes 0-(\d+)/(\d+|\*)")
 
 
 class BlockedAddress(OSError):
@@ -84,15 +83,25 @@ def guarded_socket_factory(policy: AddressPolicy) -> Any:
 
 
 def status_error(status: int, url: str) -> ProxyError | None:
-    """The error for an origin's final status: 404/410 -> 404, 401/407/408 -> 502,
-    other 4xx as is (imgproxy), anything else 502."""
+    """The error for an origin's final status, as imgproxy 3.31+: 404/410 -> 404, every
+    other 4xx as is, anything else 502."""
     if status == 200:
         return None
     if status in (404, 410):
         return SourceNotFound(f"Origin answered {status} for {url}")
-    if 400 <= status < 500 and status not in GATEWAY_STATUSES:
+    if 400 <= status < 500:
         return SourceUnreachable(f"Origin answered {status} for {url}", status=status)
     return SourceUnreachable(f"Origin answered {status} for {url}")
+
+
+def whole_range(response: aiohttp.ClientResponse) -> bool:
+    """A 206 that holds the whole file (``Content-Range: bytes 0-(N-1)/N``), which
+    imgproxy accepts as a 200."""
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+    if match is None:
+        return False
+    total = response.content_length if match.group(2) == "*" else int(match.group(2))
+    return total is not None and int(match.group(1)) == total - 1
 
 
 def _refusal(exc: BaseException) -> BlockedAddress | UnusableHost | None:
@@ -140,12 +149,55 @@ class HttpSource:
     async def open(self, url: str, max_bytes: int) -> HttpBody:
         """The response to ``url`` after redirects, its body unread; the download
         (headers and body) must end within ``IMGPROXY_DOWNLOAD_TIMEOUT``."""
+        deadline, response = await self._start(url)
+        return self._body(response, max_bytes, deadline)
+
+    async def open_if_changed(self, url: str, max_bytes: int,
+                              conditions: Mapping[str, str]) -> HttpBody | Unchanged:
+        """``open`` with the client's validators forwarded (``If-None-Match``,
+        ``If-Modified-Since``): ``Unchanged`` when the origin answers 304."""
+        deadline, response = await self._start(url, conditions, not_modified=True)
+        if response.status == 304:
+            response.release()
+            h = response.headers
+            return Unchanged(SourceMeta(etag=h.get("ETag"), last_modified=h.get("Last-Modified"),
+                                        cache_control=h.get("Cache-Control"),
+                                        expires=h.get("Expires")))
+        return self._body(response, max_bytes, deadline)
+
+    async def relay(self, url: str, headers: Mapping[str, str], max_bytes: int) -> Relayed:
+        """``raw``: the origin's final response to a request carrying ``headers`` (the
+        client's ``Range``, validators, ``Accept-Encoding``), whatever its status, its
+        body as sent (never decompressed) and within ``max_bytes``."""
+        deadline, response = await self._start(url, headers, relay=True)
+        body = HttpBody(response, SourceMeta(size=response.content_length), deadline)
+        try:
+            data = b""
+            if response.status < 300:
+                if max_bytes and (response.content_length or 0) > max_bytes:
+                    raise SourceTooLarge(f"Source declares {response.content_length} bytes, "
+                                         f"limit is {max_bytes}")
+                async with asyncio.timeout_at(deadline):
+                    data = await read_limited(body.chunks(), max_bytes)
+        except TimeoutError:
+            raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
+        finally:
+            await body.close()
+        return Relayed(response.status, response.headers, data)
+
+    async def _start(self, url: str, headers: Mapping[str, str] | None = None, *,
+                     not_modified: bool = False, relay: bool = False
+                     ) -> tuple[float, aiohttp.ClientResponse]:
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._open(url)
+                response = await self._open(url, headers, not_modified, relay)
         except TimeoutError:
             raise SourceTimeout(f"Downloading {url} took longer than {self.timeout}s") from None
+        return deadline, response
+
+    def _body(self, response: aiohttp.ClientResponse, max_bytes: int,
+              deadline: float) -> HttpBody:
         declared = response.content_length
         if max_bytes and declared is not None and declared > max_bytes:
             response.close()  # never read a body that is declared too large
@@ -176,12 +228,15 @@ class HttpSource:
         log.warning("SSRF guard: %s", reason)
         return InvalidSource(reason)
 
-    async def _open(self, url: str) -> aiohttp.ClientResponse:
+    async def _open(self, url: str, headers: Mapping[str, str] | None = None,
+                    not_modified: bool = False, relay: bool = False) -> aiohttp.ClientResponse:
+        """The final response after redirects: a 200 (or a 206 of the whole file), a 304
+        when ``not_modified`` is allowed, any status when ``relay``ing."""
         assert self.session is not None
         target = http_url(url)
         for hop in range(self.max_redirects + 1):
             self.check_target(target, allow_list=hop > 0)
-            response = await self._request(target)
+            response = await self._request(target, headers, decompress=not relay)
             location = response.headers.get("Location")
             if response.status in REDIRECT_STATUSES and location:
                 response.release()
@@ -190,6 +245,9 @@ class HttpSource:
                 except ValueError:
                     raise SourceUnreachable(f"Bad redirect from {target}") from None
                 continue
+            if relay or (response.status == 304 and not_modified) or (
+                    response.status == 206 and whole_range(response)):
+                return response
             error = status_error(response.status, str(target))
             if error is not None:
                 response.release()
@@ -198,10 +256,15 @@ class HttpSource:
         raise SourceUnreachable(f"More than {self.max_redirects} redirects for {url}",
                                 status=404)
 
-    async def _request(self, target: URL) -> aiohttp.ClientResponse:
+    async def _request(self, target: URL, headers: Mapping[str, str] | None = None,
+                       decompress: bool = True) -> aiohttp.ClientResponse:
         assert self.session is not None
+        trace = trace_context.outgoing()  # the request's trace context (W3C traceparent)
+        if trace:
+            headers = {**trace, **(headers or {})}
         try:
-            return await self.session.get(target, allow_redirects=False)
+            return await self.session.get(target, headers=headers, allow_redirects=False,
+                                          auto_decompress=decompress)
         except TimeoutError:
             raise
         except aiohttp.InvalidURL as exc:

@@ -19,12 +19,18 @@ from .base import Buffered, Fetched, SourceMeta
 
 
 class LocalSource:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, separator: str = "?") -> None:
         self.root = Path(root).resolve()
+        self.separator = separator  # IMGPROXY_SOURCE_URL_QUERY_SEPARATOR: what ends the path
 
     def resolve(self, url: str) -> Path:
         """The real path for ``url``; 404 for anything outside the root (``..``, links)."""
-        path = unquote(urlsplit(url).path).lstrip("/")
+        if self.separator == "?":
+            path = unquote(urlsplit(url).path).lstrip("/")
+        else:  # another separator, or none: ``?`` and ``#`` belong to the file name
+            rest = url.partition("://")[2]
+            rest = rest.partition(self.separator)[0] if self.separator else rest
+            path = unquote(rest.partition("/")[2]).lstrip("/")
         try:
             candidate = (self.root / path).resolve()
             inside = candidate.is_relative_to(self.root) and candidate.is_file()

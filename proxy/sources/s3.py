@@ -45,15 +45,15 @@ _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "Not
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidObjectState", "403"})
 
 
-def parse_s3_url(url: str) -> tuple[str, str, str | None]:
+def parse_s3_url(url: str, separator: str = "?") -> tuple[str, str, str | None]:
     """``(bucket, key, version_id)``; the key is raw (no percent-decoding), as imgproxy.
 
-    The version comes after the first ``?``: ``versionId=ID`` or, as imgproxy
-    writes it, the bare ID.
+    The version comes after the first ``separator`` (IMGPROXY_SOURCE_URL_QUERY_SEPARATOR;
+    empty: none): ``versionId=ID`` or, as imgproxy writes it, the bare ID.
     """
     rest = url.split("://", 1)[1] if "://" in url else ""
     bucket, _, key = rest.partition("/")
-    key, question, query = key.partition("?")
+    key, question, query = key.partition(separator) if separator else (key, "", "")
     version = None
     if question and query:
         version = parse_qs(query).get("versionId", [query])[0]
@@ -91,6 +91,7 @@ class S3Source:
         self.settings = settings
         self.allowed_buckets = frozenset(settings.s3_allowed_buckets)
         self.timeout = settings.download_timeout
+        self.separator = getattr(settings, "source_url_query_separator", "?")
         self.client: Any = None
         self._stack = AsyncExitStack()
 
@@ -116,7 +117,7 @@ class S3Source:
         self.client = None
 
     async def open(self, url: str, max_bytes: int) -> S3Body:
-        bucket, key, version = parse_s3_url(url)
+        bucket, key, version = parse_s3_url(url, self.separator)
         if self.allowed_buckets and bucket not in self.allowed_buckets:
             raise InvalidSource(f"S3 bucket is not allowed: {bucket}")
         params = {"Bucket": bucket, "Key": key}
