@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -41,6 +42,31 @@ def _init_worker_process() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .processing import vips
     vips.init()
+
+
+def _unwound(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``fn(*args, **kwargs)`` in a worker. An error leaves without the locals of the
+    frames it unwound (the source bytes, decoded images): its traceback may outlive the
+    request (logged, shared by coalesced waiters), and nothing may keep those alive."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:
+        forget_locals(exc)
+        raise
+
+
+def forget_locals(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in ``exc``'s traceback and in
+    those of the errors it was raised from (the line numbers stay, for logs)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)  # skips frames still running
+        pending += [error.__context__, error.__cause__]
 
 
 def _ready() -> int:
@@ -169,7 +195,8 @@ class WorkerPool:
         if borrower is not None:
             borrower.waiting = slot.lend
         assert self.executor is not None, "WorkerPool.run before start"
-        future = loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        future = loop.run_in_executor(self.executor,
+                                      functools.partial(_unwound, fn, *args, **kwargs))
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -182,6 +209,8 @@ class WorkerPool:
         except BaseException:
             slot.give_back()
             raise
+        finally:
+            del future  # an error's traceback holds this frame: no cycle through the future
         slot.give_back()
         return result, waited
 
