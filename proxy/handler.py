@@ -32,6 +32,7 @@ from .http_cache import is_conditional, make_etag, origin_conditions
 from .metrics import TRACE, JobReport, RequestTrace
 from .negotiate import FormatPolicy, negotiate
 from .passthrough import Passthrough
+from .processing.cancel import KillSwitch
 from .processing.pipeline import Result, process
 from .resolve import Effective, Resolved, Resolver
 from .respond import HeaderMemo, Responder
@@ -236,8 +237,9 @@ class ImageHandler:
             job, into = Lender(), (await source.complete()).data
         reserve = functools.partial(self.budget.reserve, deadline=deadline,
                                     waiting=lambda: job.waiting())
-        return await self.pool.run_lending(job, process, into, e, policy, mark, deadline,
-                                           reserve)
+        switch = KillSwitch()  # a job nobody waits for any more is stopped
+        return await self.pool.run_lending(job, switch.kill, process, into, e, policy, mark,
+                                           deadline, reserve, switch)
 
 
 class TracedHandler:

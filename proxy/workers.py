@@ -11,9 +11,10 @@ loadtest/README.md for when that wins); cache, coalescing and metrics stay in
 this process. Arguments and results must pickle.
 
 A request cancelled while it waits for a slot (deadline, client gone) never
-starts its work. One cancelled while its work runs cannot stop libvips, so its
-slot stays taken until the thread really finishes: ``busy`` never undercounts
-and no more than ``workers`` images are ever decoded at once. A job that waits for
+starts its work. One cancelled while its work runs is stopped (``stop``: libvips'
+kill flag, see ``processing/cancel.py``), but its slot stays taken until the thread
+really finishes: ``busy`` never undercounts and no more than ``workers`` images are
+ever decoded at once. A job that waits for
 source bytes (a streamed source) lends its slot meanwhile (``Slot.lend``).
 """
 
@@ -181,11 +182,14 @@ class WorkerPool:
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
                   ) -> tuple[R, float]:
         """Run ``fn`` in a worker; returns its result and the seconds queued."""
-        return await self.run_lending(None, fn, *args, **kwargs)
+        return await self.run_lending(None, None, fn, *args, **kwargs)
 
-    async def run_lending(self, borrower: Borrower | None, fn: Callable[P, R], *args: P.args,
-                          **kwargs: P.kwargs) -> tuple[R, float]:
-        """``run``, where ``borrower`` may lend the slot while it waits for input."""
+    async def run_lending(self, borrower: Borrower | None, stop: Callable[[], None] | None,
+                          fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+                          ) -> tuple[R, float]:
+        """``run``, where ``borrower`` may lend the slot while it waits for input, and
+        ``stop`` (called when the job is given up: ``cancel.KillSwitch.kill``) makes the
+        work end early, so that its slot comes back soon."""
         loop = asyncio.get_running_loop()
         slot = Slot(self, loop)
         queued_at = time.perf_counter()
@@ -204,6 +208,8 @@ class WorkerPool:
             slot.give_up()
             if borrower is not None:
                 borrower.cancel()
+            if stop is not None:
+                stop()
             future.add_done_callback(functools.partial(_after_cancel, slot))
             raise
         except BaseException:

@@ -18,15 +18,13 @@ from .. import formats
 from ..errors import UnsupportedFormat
 from . import foreign_load, foreign_save
 
+#: libvips loaders by format; each reads a ``pyvips.Source``: the bytes in memory (not
+#: copied) or a stream as it arrives (``formats.STREAMED`` only)
 LOADERS: dict[str, Callable[..., pyvips.Image]] = {
-    "jpeg": pyvips.Image.jpegload_buffer, "png": pyvips.Image.pngload_buffer,
-    "webp": pyvips.Image.webpload_buffer, "gif": pyvips.Image.gifload_buffer,
-    "avif": pyvips.Image.heifload_buffer, "tiff": pyvips.Image.tiffload_buffer,
-    "svg": pyvips.Image.svgload_buffer,
-}
-#: loaders that read a ``pyvips.Source`` as it arrives (``formats.STREAMED``)
-SOURCE_LOADERS: dict[str, Callable[..., pyvips.Image]] = {
     "jpeg": pyvips.Image.jpegload_source, "png": pyvips.Image.pngload_source,
+    "webp": pyvips.Image.webpload_source, "gif": pyvips.Image.gifload_source,
+    "avif": pyvips.Image.heifload_source, "tiff": pyvips.Image.tiffload_source,
+    "svg": pyvips.Image.svgload_source,
 }
 
 
@@ -64,23 +62,29 @@ class Input:
         return self.data
 
     def source(self) -> pyvips.Source:
+        """The bytes as a libvips source: memory is read in place (a ``_buffer`` loader
+        would copy it at each open), a stream as it arrives."""
         if self._source is None:
-            stream = self.data
-            assert not isinstance(stream, bytes)
-            source = pyvips.SourceCustom()
-
-            def read(buffer: Any) -> int:
-                try:
-                    chunk = stream.read(len(buffer))
-                except Exception as exc:  # the download failed, a limit, a cancel
-                    self.failure = exc
-                    return -1  # a read error: the loader stops at once
-                buffer[:len(chunk)] = chunk
-                return len(chunk)
-
-            source.signal_connect("read", read)
-            self._source = source
+            if isinstance(self.data, bytes):
+                self._source = pyvips.Source.new_from_memory(self.data)
+            else:
+                self._source = self._stream_source(self.data)
         return self._source
+
+    def _stream_source(self, stream: Stream) -> pyvips.Source:
+        source = pyvips.SourceCustom()
+
+        def read(buffer: Any) -> int:
+            try:
+                chunk = stream.read(len(buffer))
+            except Exception as exc:  # the download failed, a limit, a cancel
+                self.failure = exc
+                return -1  # a read error: the loader stops at once
+            buffer[:len(chunk)] = chunk
+            return len(chunk)
+
+        source.signal_connect("read", read)
+        return source
 
 
 def load(data: Input, fmt: str, shrink: float = 1.0, frames: int = 1,
@@ -105,9 +109,7 @@ def load(data: Input, fmt: str, shrink: float = 1.0, frames: int = 1,
         kwargs["thumbnail"] = True
     if fmt in formats.ANIMATED and frames > 1:
         kwargs["n"] = frames
-    if isinstance(data.data, bytes):
-        return LOADERS[fmt](data.data, **kwargs)
-    return SOURCE_LOADERS[fmt](data.source(), **kwargs)
+    return LOADERS[fmt](data.source(), **kwargs)
 
 
 def shrinks_on_load(fmt: str, animated: bool) -> bool:

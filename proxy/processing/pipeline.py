@@ -29,6 +29,7 @@ from ..errors import (
 from ..geometry import Plan
 from ..resolve import Effective
 from . import animation, codecs, format_limits, metadata, prepare, steps, vips
+from .cancel import DEADLINES, KillSwitch
 from .color import to_standard
 from .steps import Context, Step
 from .trim import trim
@@ -74,31 +75,42 @@ def _unlimited(nbytes: int) -> AbstractContextManager[None]:
 
 def process(data: bytes | codecs.Stream, e: Effective, chooser: FormatChooser,
             watermark: bytes | None = None, deadline: float | None = None,
-            reserve: Reserve = _unlimited) -> Result:
+            reserve: Reserve = _unlimited, switch: KillSwitch | None = None) -> Result:
     """Turn the source (bytes, or a stream still arriving) into the encoded result.
     Raises ``ProxyError`` subclasses; a stream that failed raises its own error.
 
     ``deadline`` (``time.monotonic()``) is checked between steps: past it, the work
     stops with ``RequestTimeout``. ``reserve`` holds the estimated working memory of
-    the decode from the memory budget (``prepare.working_memory``).
+    the decode from the memory budget (``prepare.working_memory``). ``switch`` stops the
+    libvips work in flight when killed (by the caller, or at ``deadline``).
     """
     source = codecs.Input(data)
+    switch = switch or KillSwitch()
+    if deadline is not None:
+        DEADLINES.arm(switch, deadline)
     try:
-        return _process(source, e, chooser, watermark, deadline, reserve)
+        return _process(source, e, chooser, watermark, deadline, reserve, switch)
     except ProxyError:
         raise
     except (OverflowError, ZeroDivisionError) as exc:  # sizes past what libvips can hold
         raise ImageTooLarge(f"Result would be too large: {exc}") from None
     except pyvips.Error as exc:
+        if switch.reason == "deadline":
+            raise RequestTimeout("Processing stopped at the request's deadline") from None
+        if switch.killed:
+            raise RequestTimeout("Processing stopped: nobody waits for it") from None
         if isinstance(source.failure, ProxyError):
             raise source.failure from None
         if source.failure is not None:
             raise RequestTimeout(f"Processing stopped: {source.failure}") from None
         raise UnprocessableImage(vips.message(exc)) from None
+    finally:
+        switch.release()
 
 
 def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
-             watermark: bytes | None, deadline: float | None, reserve: Reserve) -> Result:
+             watermark: bytes | None, deadline: float | None, reserve: Reserve,
+             switch: KillSwitch) -> Result:
     head = data.head(max(e.max_svg_check_bytes, 64))
     src_format = formats.sniff(head, e.max_svg_check_bytes)
     if src_format is None:
@@ -131,16 +143,18 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
     needed = prepare.working_memory(header, p, shrink, frames, (out_w, out_h), e, whole)
     with reserve(needed):
         return _decode(data, e, chooser, watermark, deadline, header, p, out_format, frames,
-                       shrink, fail_on)
+                       shrink, fail_on, switch)
 
 
 def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
             watermark: bytes | None, deadline: float | None, header: prepare.Header,
-            p: Plan, out_format: str, frames: int, shrink: float, fail_on: str) -> Result:
+            p: Plan, out_format: str, frames: int, shrink: float, fail_on: str,
+            switch: KillSwitch) -> Result:
     """Decode (shrunk on load), run the steps, encode: the memory-heavy part."""
     src_format = header.format
     if e.trim is not None and frames == 1:  # trim needs the whole image: no shrink-on-load
-        image = codecs.load(data, src_format, thumbnail=e.enforce_thumbnail, fail_on=fail_on)
+        image = switch.watch(codecs.load(data, src_format, thumbnail=e.enforce_thumbnail,
+                                         fail_on=fail_on))
         image = trim(to_standard(image, not e.strip_color_profile), e.trim)
         raw_size = (image.width, image.height)
         shown = prepare.oriented(*raw_size, header.orientation)
@@ -148,10 +162,10 @@ def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
         out_format = chooser.choose(src_format, header.has_alpha or prepare.needs_alpha(e, p),
                                     False, out_w, out_h)
     else:
-        image = codecs.load(data, src_format, shrink=shrink, frames=frames,
-                            thumbnail=e.enforce_thumbnail, fail_on=fail_on)
+        image = switch.watch(codecs.load(data, src_format, shrink=shrink, frames=frames,
+                                         thumbnail=e.enforce_thumbnail, fail_on=fail_on))
         raw_size = (header.width, header.height)
-    ctx = Context(e, p, header.orientation, out_format, raw_size, watermark)
+    ctx = Context(e, p, header.orientation, out_format, raw_size, watermark, switch.watch)
     if frames > 1:
         image = animation.run_frames(image, frames, ctx,
                                      lambda frame, c: run(frame, c, STEPS, deadline))
