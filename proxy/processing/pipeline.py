@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +23,7 @@ from ..errors import (
     ImageTooLarge,
     ProxyError,
     RequestTimeout,
+    TooMuchMemory,
     UnprocessableImage,
     UnsupportedFormat,
 )
@@ -48,7 +49,8 @@ class FormatChooser(Protocol):
     @property
     def explicit(self) -> str | None: ...
 
-    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str: ...
+    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int,
+               fits: Callable[[str], bool] = ...) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -120,27 +122,39 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
         return skip(data.whole(), src_format, e)
     if src_format not in formats.LOADABLE:
         raise UnsupportedFormat(f"Source format {src_format} is not supported")
+    if src_format == "jpeg":
+        data.limit_scans()
     header = prepare.inspect(data, src_format, e)
     p, out_w, out_h = prepare.geometry(e, *header.shown, header.vector)
     alpha = header.has_alpha or prepare.needs_alpha(e, p)
-    out_format = chooser.choose(src_format, alpha, header.frames > 1, out_w, out_h)
+
+    def cost(fmt: str) -> tuple[int, float, int]:
+        """Frames kept, decoder shrink and estimated working memory when writing ``fmt``."""
+        frames = header.frames if fmt in formats.ANIMATED else 1
+        trimming = e.trim is not None and frames == 1  # trim needs the whole image
+        shrink = 1.0 if trimming or not e.shrink_on_load else \
+            prepare.load_shrink(src_format, p, frames > 1)
+        whole = trimming or src_format not in codecs.IN_STRIPS
+        return frames, shrink, prepare.working_memory(header, e, p, shrink, frames,
+                                                      (out_w, out_h), whole, fmt, alpha)
+
+    limit = e.max_job_memory or float("inf")
+    out_format = chooser.choose(src_format, alpha, header.frames > 1, out_w, out_h,
+                                fits=lambda fmt: fmt in formats.SAVEABLE and cost(fmt)[2] <= limit)
     if out_format not in formats.SAVEABLE:
         raise UnsupportedFormat(f"Resulting image format {out_format} is not supported")
-    frames = header.frames if out_format in formats.ANIMATED else 1
-    if frames > 1 and frames * out_w * out_h > prepare.pixel_limit(e):
-        raise ImageTooLarge(f"Animation result would be {frames} frames of {out_w}x{out_h}")
+    frames, shrink, needed = cost(out_format)
     if not header.vector:  # frames beyond the maximum were dropped: only the kept ones count
         prepare.check_resolution(header.width, header.height, frames, e)
+    prepare.check_result(out_w, out_h, frames, e)
+    if needed > limit:
+        raise TooMuchMemory(f"The image needs about {needed >> 20} MiB to process as "
+                            f"{out_format}; the limit is {e.max_job_memory >> 20} MiB")
     size = data.size  # a stream's size when declared; unknown: not suspicious
     strict = src_format == "jpeg" and size is not None and \
         codecs.jpeg_suspicious(size, header.width, header.height)
     fail_on = "warning" if strict else "error"
     check(deadline)
-    trimming = e.trim is not None and frames == 1
-    shrink = 1.0 if trimming or not e.shrink_on_load else \
-        prepare.load_shrink(src_format, p, frames > 1)
-    whole = trimming or src_format not in formats.STREAMED
-    needed = prepare.working_memory(header, p, shrink, frames, (out_w, out_h), e, whole)
     with reserve(needed):
         return _decode(data, e, chooser, watermark, deadline, header, p, out_format, frames,
                        shrink, fail_on, switch)
