@@ -42,7 +42,7 @@ from .sources.stream import Reader
 from .tier import Tier
 from .tracing import Tracer
 from .verify import Verifier
-from .workers import Lender, WorkerPool
+from .workers import JobControl, Lender, WorkerPool
 
 
 class UrlMemo:
@@ -227,7 +227,8 @@ class ImageHandler:
         mark = self.watermark.data
         if not self.pool.lends:  # worker processes: whole bytes, no shared budget
             whole = (await source.complete()).data
-            return await self.pool.run(process, whole, e, policy, mark, deadline)
+            return await self.pool.run_controlled(JobControl(deadline=deadline), process,
+                                                  whole, e, policy, mark, deadline)
         fmt = formats.sniff(await source.head(), e.max_svg_check_bytes)
         job: Reader | Lender
         into: bytes | Reader
@@ -238,8 +239,8 @@ class ImageHandler:
         reserve = functools.partial(self.budget.reserve, deadline=deadline,
                                     waiting=lambda: job.waiting())
         switch = KillSwitch()  # a job nobody waits for any more is stopped
-        return await self.pool.run_lending(job, switch.kill, process, into, e, policy, mark,
-                                           deadline, reserve, switch)
+        return await self.pool.run_controlled(JobControl(job, switch.kill, deadline), process,
+                                              into, e, policy, mark, deadline, reserve, switch)
 
 
 class TracedHandler:

@@ -21,7 +21,12 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness: the event loop answers and libvips can make a tiny image."""
+    """Liveness: the event loop answers, libvips can make a tiny image, and the worker
+    pool can take work (dead worker processes are replaced here too)."""
+    pool = request.app[POOL_KEY]
+    pool.heal()
+    if not pool.healthy:
+        return web.Response(status=500, text="Error: no workers\n", headers=NO_CACHE)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(5):

@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,9 +33,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from .errors import WorkerLost
+
 P = ParamSpec("P")
+log = logging.getLogger("vipsgate")
+#: seconds past a job's deadline before the worker process still running it is killed
+HARD_KILL_GRACE = 0.5
 R = TypeVar("R")
 
 
@@ -150,6 +157,15 @@ class Slot:
             self.pending.cancel()
 
 
+@dataclass
+class JobControl:
+    """How the pool may steer one job (``WorkerPool.run_controlled``)."""
+
+    borrower: Borrower | None = None
+    stop: Callable[[], None] | None = None
+    deadline: float | None = None  # time.monotonic()
+
+
 class WorkerPool:
     """``workers`` slots over an executor; created idle, ``start``ed by the app.
 
@@ -164,6 +180,7 @@ class WorkerPool:
         self._slots = asyncio.Semaphore(workers)
         self.busy = 0  # worker slots held by running work
         self.started = 0  # jobs handed to a worker since start
+        self.replaced = 0  # times the worker processes were replaced
 
     @property
     def idle(self) -> bool:
@@ -171,47 +188,86 @@ class WorkerPool:
 
     @property
     def healthy(self) -> bool:
-        """Whether work can be started now (the executor is up)."""
-        return self.executor is not None
+        """Whether work can be started now: the executor is up and, with processes, none
+        of its workers died (a pool with a dead worker fails every job until ``heal``)."""
+        return self.executor is not None and not getattr(self.executor, "_broken", False)
 
     @property
     def lends(self) -> bool:
         """Whether jobs can lend their slot (thread workers; processes get whole bytes)."""
         return self.kind == "thread"
 
+    def heal(self) -> None:
+        """Replace the worker processes when one died (killed, out of memory)."""
+        if self.executor is not None and not self.healthy:
+            self._replace("a worker process died")
+
+    def _replace(self, why: str) -> None:
+        """Kill every worker process and start afresh: jobs still running in them fail
+        (``WorkerLost``), later ones run in new processes."""
+        old = self.executor
+        assert old is not None
+        log.warning("replacing the worker processes: %s", why)
+        # no public way to kill a ProcessPoolExecutor's workers before Python 3.14
+        processes = getattr(old, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        old.shutdown(wait=False, cancel_futures=True)
+        self.executor = make_executor(self.kind, self.workers)
+        self.replaced += 1
+
+    def _overdue(self, executor: Executor, future: asyncio.Future[Any]) -> None:
+        """A job's hard deadline passed: a process stuck where libvips' kill flag cannot
+        reach (an encoder, a foreign decoder) is killed, and its slot comes back."""
+        if not future.done() and self.executor is executor:
+            self._replace("a job ran past its deadline")
+
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
                   ) -> tuple[R, float]:
         """Run ``fn`` in a worker; returns its result and the seconds queued."""
-        return await self.run_lending(None, None, fn, *args, **kwargs)
+        return await self.run_controlled(None, fn, *args, **kwargs)
 
-    async def run_lending(self, borrower: Borrower | None, stop: Callable[[], None] | None,
-                          fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
-                          ) -> tuple[R, float]:
-        """``run``, where ``borrower`` may lend the slot while it waits for input, and
-        ``stop`` (called when the job is given up: ``cancel.KillSwitch.kill``) makes the
-        work end early, so that its slot comes back soon."""
+    async def run_controlled(self, control: JobControl | None, fn: Callable[P, R],
+                             *args: P.args, **kwargs: P.kwargs) -> tuple[R, float]:
+        """``run`` under ``control``: its borrower may lend the slot while it waits for
+        input; ``stop`` (when the job is given up) makes the work end early, so that its
+        slot comes back soon; past ``deadline`` plus ``HARD_KILL_GRACE``, a worker
+        process still running it is killed."""
+        control = control or JobControl()
         loop = asyncio.get_running_loop()
         slot = Slot(self, loop)
         queued_at = time.perf_counter()
         await slot.take()
         waited = time.perf_counter() - queued_at
         self.started += 1
-        if borrower is not None:
-            borrower.waiting = slot.lend
-        assert self.executor is not None, "WorkerPool.run before start"
-        future = loop.run_in_executor(self.executor,
+        if control.borrower is not None:
+            control.borrower.waiting = slot.lend
+        self.heal()
+        executor = self.executor
+        assert executor is not None, "WorkerPool.run before start"
+        future = loop.run_in_executor(executor,
                                       functools.partial(_unwound, fn, *args, **kwargs))
+        if self.kind == "process" and control.deadline is not None:
+            timer = loop.call_later(control.deadline - time.monotonic() + HARD_KILL_GRACE,
+                                    self._overdue, executor, future)
+            future.add_done_callback(lambda _: timer.cancel())
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
             # the thread cannot be interrupted: free the slot when it is really done
             slot.give_up()
-            if borrower is not None:
-                borrower.cancel()
-            if stop is not None:
-                stop()
+            if control.borrower is not None:
+                control.borrower.cancel()
+            if control.stop is not None:
+                control.stop()
             future.add_done_callback(functools.partial(_after_cancel, slot))
             raise
+        except concurrent.futures.BrokenExecutor:
+            slot.give_back()
+            if self.executor is executor:
+                self._replace("a worker process died")
+            raise WorkerLost("The worker making this image stopped") from None
         except BaseException:
             slot.give_back()
             raise
