@@ -24,7 +24,7 @@ from vipsgate.app import FETCHER, POOL, RESULTS
 SOURCE = 6 << 20  # bytes, about: larger than anything else a request allocates
 
 
-def noise_png(side: int = 1400) -> bytes:
+def noise_png(side: int = 1400) -> bytes:  # noqa: D103
     """An uncompressible PNG of about ``SOURCE`` bytes."""
     noise = pyvips.Image.gaussnoise(side, side, sigma=80).cast("uchar")
     data: bytes = noise.bandjoin([noise, noise]).pngsave_buffer(compression=0)
@@ -131,3 +131,28 @@ async def test_a_truncated_source_is_not_retained(make_client: ClientFactory, or
     client = await make_client(**ENV)
     paths = [f"/rs:fit:100:100/cb:{n}/plain/{url}" for n in range(3)]
     assert await released(client, paths, 422)
+
+
+async def test_an_s3_body_shorter_than_declared_is_422(make_client: ClientFactory,
+                                                       origin: Origin, monkeypatch) -> None:
+    """Issue 24, defect 5: an S3-shaped origin (path-style, 127.0.0.1) sends less than its
+    Content-Length and closes: a typed 422, like the HTTP source, never a 500."""
+    body = noise_png(300)
+
+    async def short(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={
+            "Content-Type": "image/png", "Content-Length": str(len(body) + 4096),
+            "ETag": '"abc"', "Last-Modified": "Mon, 30 Nov 2026 10:00:00 GMT"})
+        await response.prepare(request)
+        await response.write(body)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    origin.route("/bucket/short.png", short)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    client = await make_client(IMGPROXY_USE_S3="1", IMGPROXY_S3_ENDPOINT=origin.base,
+                               IMGPROXY_S3_REGION="us-east-1", **ENV)
+    response = await client.get(signed("/rs:fit:100:100/plain/s3://bucket/short.png"))
+    assert response.status == 422, await response.text()
