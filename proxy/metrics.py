@@ -121,6 +121,7 @@ class _Admission(Protocol):
 class _Pool(Protocol):
     workers: int
     busy: int
+    replaced: int
 
 
 class _Lifecycle(Protocol):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import functools
 import logging
 import multiprocessing
@@ -41,13 +42,18 @@ from .errors import WorkerLost
 P = ParamSpec("P")
 log = logging.getLogger("vipsgate")
 #: seconds past a job's deadline before the worker process still running it is killed
-HARD_KILL_GRACE = 0.5
+HARD_KILL_GRACE = 0.25
+PR_SET_PDEATHSIG = 1  # prctl(2)
 R = TypeVar("R")
 
 
 def _init_worker_process() -> None:
-    """Start-up of a spawned worker: libvips as the server sets it up; no Ctrl-C noise."""
+    """Start-up of a spawned worker: libvips as the server sets it up; no Ctrl-C noise;
+    killed with the server (Linux), so no orphan keeps encoding after a SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     from .processing import vips
     vips.init()
 
@@ -75,6 +81,14 @@ def forget_locals(exc: BaseException) -> None:
         seen.add(id(error))
         traceback.clear_frames(error.__traceback__)  # skips frames still running
         pending += [error.__context__, error.__cause__]
+
+
+def _kill_workers(executor: Executor) -> None:
+    """SIGKILL a process pool's workers (no public way to before Python 3.14)."""
+    processes = getattr(executor, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.kill()
 
 
 def _ready() -> int:
@@ -181,16 +195,23 @@ class WorkerPool:
         self.busy = 0  # worker slots held by running work
         self.started = 0  # jobs handed to a worker since start
         self.replaced = 0  # times the worker processes were replaced
+        self._warming: asyncio.Future[None] | None = None
 
     @property
     def idle(self) -> bool:
         return self.busy == 0
 
     @property
+    def broken(self) -> bool:
+        """A worker process died: the pool fails every job until ``heal``."""
+        return bool(getattr(self.executor, "_broken", False))
+
+    @property
     def healthy(self) -> bool:
-        """Whether work can be started now: the executor is up and, with processes, none
-        of its workers died (a pool with a dead worker fails every job until ``heal``)."""
-        return self.executor is not None and not getattr(self.executor, "_broken", False)
+        """Whether work can be started now: the executor is up, not broken, and (after a
+        replacement) its new worker processes are ready."""
+        return self.executor is not None and not self.broken and \
+            (self._warming is None or self._warming.done())
 
     @property
     def lends(self) -> bool:
@@ -199,7 +220,7 @@ class WorkerPool:
 
     def heal(self) -> None:
         """Replace the worker processes when one died (killed, out of memory)."""
-        if self.executor is not None and not self.healthy:
+        if self.executor is not None and self.broken:
             self._replace("a worker process died")
 
     def _replace(self, why: str) -> None:
@@ -208,14 +229,20 @@ class WorkerPool:
         old = self.executor
         assert old is not None
         log.warning("replacing the worker processes: %s", why)
-        # no public way to kill a ProcessPoolExecutor's workers before Python 3.14
-        processes = getattr(old, "_processes", None) or {}
-        for process in list(processes.values()):
-            with contextlib.suppress(Exception):
-                process.kill()
+        _kill_workers(old)
         old.shutdown(wait=False, cancel_futures=True)
         self.executor = make_executor(self.kind, self.workers)
         self.replaced += 1
+        self._warming = asyncio.ensure_future(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        """Start every worker process now (they import vipsgate and set libvips up)
+        rather than on the next jobs, which would pay for it within their deadline."""
+        loop = asyncio.get_running_loop()
+        executor = self.executor
+        with contextlib.suppress(Exception):  # a pool broken meanwhile is healed again
+            await asyncio.gather(*(loop.run_in_executor(executor, _ready)
+                                   for _ in range(self.workers)))
 
     def _overdue(self, executor: Executor, future: asyncio.Future[Any]) -> None:
         """A job's hard deadline passed: a process stuck where libvips' kill flag cannot
@@ -289,6 +316,10 @@ class WorkerPool:
             self.executor = make_executor(self.kind, self.workers + self.spare)
 
     def shutdown(self) -> None:
+        """Stop the workers. Requests were drained before: a worker process still busy
+        now is stuck, and is killed rather than waited for."""
         if self.executor is not None:
+            if self.kind == "process":
+                _kill_workers(self.executor)
             self.executor.shutdown(wait=self.kind == "process", cancel_futures=True)
             self.executor = None

@@ -101,7 +101,7 @@ def test_svg_guards():
     percent = (b'<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/svg+xml,'
                + bytes(f"%3Csvg%3E{'%3Ctext%3Ex%3C/text%3E' * 20_000}%3C/svg%3E", "ascii")
                + b'"/></svg>')
-    with pytest.raises(ImageTooLarge, match="elements|text"):
+    with pytest.raises(ImageTooLarge, match=r"elements|text"):
         svg_guard.check(percent, limit)
     with pytest.raises(ImageTooLarge, match="text"):
         svg_guard.check(svg_with_text(svg_guard.MAX_TEXT + 1), limit)

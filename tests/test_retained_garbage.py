@@ -15,26 +15,13 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-import pyvips
 from aiohttp import web
 
 from conftest import LOOPBACK, ClientFactory, Origin, signed, wait_until
+from hostilegen import corrupt, noise_png
 from vipsgate.app import FETCHER, POOL, RESULTS
 
 SOURCE = 6 << 20  # bytes, about: larger than anything else a request allocates
-
-
-def noise_png(side: int = 1400) -> bytes:  # noqa: D103
-    """An uncompressible PNG of about ``SOURCE`` bytes."""
-    noise = pyvips.Image.gaussnoise(side, side, sigma=80).cast("uchar")
-    data: bytes = noise.bandjoin([noise, noise]).pngsave_buffer(compression=0)
-    return data
-
-
-def corrupt(data: bytes) -> bytes:
-    """The PNG with its second half zeroed: libpng fails part-way through the pixels."""
-    half = len(data) // 2
-    return data[:half] + bytes(len(data) - half)
 
 
 @pytest.fixture
@@ -78,7 +65,7 @@ ENV = {"VIPSGATE_SOURCE_CACHE_BYTES": "0", **LOOPBACK}
 
 async def test_a_corrupt_local_source_is_not_retained(make_client: ClientFactory, images,
                                                       no_collector: None) -> None:
-    (images / "broken.png").write_bytes(corrupt(noise_png()))
+    (images / "broken.png").write_bytes(corrupt(noise_png(1400)))
     client = await make_client(**ENV)
     paths = [f"/rs:fit:100:100/cb:{n}/plain/local:///broken.png" for n in range(3)]
     assert await released(client, paths, 422)
@@ -87,7 +74,7 @@ async def test_a_corrupt_local_source_is_not_retained(make_client: ClientFactory
 async def test_a_corrupt_streamed_source_is_not_retained(make_client: ClientFactory,
                                                          origin: Origin,
                                                          no_collector: None) -> None:
-    url = origin.add("/broken.png", corrupt(noise_png()), content_type="image/png")
+    url = origin.add("/broken.png", corrupt(noise_png(1400)), content_type="image/png")
     client = await make_client(**ENV)
     paths = [f"/rs:fit:100:100/cb:{n}/plain/{url}" for n in range(3)]
     assert await released(client, paths, 422)
@@ -97,7 +84,7 @@ async def test_a_source_over_the_size_limit_is_not_retained(make_client: ClientF
                                                             origin: Origin,
                                                             no_collector: None) -> None:
     """Sent without a length, so the limit is found part-way through the download."""
-    body = noise_png()
+    body = noise_png(1400)
 
     async def chunked(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/png"})
@@ -116,7 +103,7 @@ async def test_a_source_over_the_size_limit_is_not_retained(make_client: ClientF
 async def test_a_truncated_source_is_not_retained(make_client: ClientFactory, origin: Origin,
                                                   no_collector: None) -> None:
     """The origin promises more bytes than it sends."""
-    body = noise_png()
+    body = noise_png(1400)
 
     async def truncated(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/png",
