@@ -26,7 +26,7 @@ from .memory_budget import MemoryBudget, auto_limit
 from .metrics import LiveState, Metrics
 from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, trace_middleware
 from .passthrough import Passthrough
-from .probes import ADMISSION
+from .probes import ADMISSION, POOL_KEY
 from .processing import watermark
 from .resolve import Resolver
 from .respond import Responder
@@ -38,7 +38,7 @@ from .verify import Verifier
 from .workers import WorkerPool
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
-POOL: web.AppKey[WorkerPool] = web.AppKey("pool", WorkerPool)
+POOL = POOL_KEY
 SOURCES: web.AppKey[Sources] = web.AppKey("sources", Sources)
 RESULTS: web.AppKey[ByteLRU[CachedResult]] = web.AppKey("results")
 ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")

@@ -21,22 +21,32 @@ def parse_bool(value: str) -> bool:
     return value in _TRUE
 
 
-def parse_int(name: str, value: str, minimum: int = 0) -> int:
+#: no option value needs more: it keeps every size, offset and factor finite and within
+#: libvips' 32-bit ints, so an absurd value is a 404, never an overflow in the pipeline
+MAX_INT = 2**31 - 1
+MAX_FLOAT = 1e6
+
+
+def parse_int(name: str, value: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
     try:
         number = int(value)
     except ValueError:
         raise InvalidURL(f"Invalid {name}: {value}") from None
     if number < minimum:
         raise InvalidURL(f"Invalid {name}: {value} (expected >= {minimum})")
+    if number > maximum:
+        raise InvalidURL(f"Invalid {name}: {value} (expected <= {maximum})")
     return number
 
 
-def parse_float(name: str, value: str, minimum: float = 0.0, strict: bool = False) -> float:
+def parse_float(name: str, value: str, minimum: float = 0.0, strict: bool = False,
+                maximum: float = MAX_FLOAT) -> float:
+    """A finite number in ``minimum``..``maximum`` (``-MAX_FLOAT`` at most below 0)."""
     try:
         number = float(value)
     except ValueError:
         raise InvalidURL(f"Invalid {name}: {value}") from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if number != number or abs(number) > maximum:
         raise InvalidURL(f"Invalid {name}: {value}")
     if number < minimum or (strict and number <= minimum):
         raise InvalidURL(f"Invalid {name}: {value}")

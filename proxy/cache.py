@@ -104,13 +104,16 @@ class ByteLRU(Generic[T]):
                 flight.task.cancel()  # nobody is waiting any more
                 if self._flights.get(key) is flight:
                     del self._flights[key]
+            # an error's traceback holds this frame, and the task holds the error: no
+            # local may lead back to the task, or the source bytes wait for the collector
+            del flight
 
     async def _run(self, key: Hashable, factory: Callable[[], Awaitable[T]]) -> T:
         try:
             value = await factory()
             self.put(key, value)
             return value
-        finally:
-            flight = self._flights.get(key)
-            if flight is not None and flight.task is asyncio.current_task():
+        finally:  # (no local keeps the flight: see get_or_compute)
+            if self._flights.get(key) is not None and \
+                    self._flights[key].task is asyncio.current_task():
                 del self._flights[key]

@@ -122,6 +122,13 @@ class RequestTimeout(ProxyError):
     status, public, category = 503, "Timeout", "timeout"
 
 
+class WorkerLost(ProxyError):
+    """The worker process making the image died (killed, out of memory) or was killed
+    past the job's deadline; the pool has been replaced: try again."""
+
+    status, public, category = 503, "Service unavailable", "worker"
+
+
 class Overloaded(ProxyError):
     """The memory budget for work in flight is used up: try again shortly."""
 

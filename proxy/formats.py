@@ -26,21 +26,30 @@ class Format:
     animation: bool = False  # frames are read and written
     quality: bool = False  # the saver takes a quality (``q``, ``fq``, ``mb``)
     stream: bool = False  # decoded while the source arrives (the loader reads sequentially)
+    #: bytes the saver holds per output pixel, without and with alpha (measured by
+    #: loadtest/memcost.py; see processing/memory_model.py)
+    encode_memory: tuple[float, float] = (1.0, 1.0)
 
 
 REGISTRY: dict[str, Format] = {f.name: f for f in (
-    Format("jpeg", "image/jpeg", "jpg", load=True, save=True, quality=True, stream=True),
-    Format("png", "image/png", "png", load=True, save=True, alpha=True, stream=True),
+    Format("jpeg", "image/jpeg", "jpg", load=True, save=True, quality=True, stream=True,
+           encode_memory=(6, 6)),
+    Format("png", "image/png", "png", load=True, save=True, alpha=True, stream=True,
+           encode_memory=(1, 1.5)),
     Format("webp", "image/webp", "webp", load=True, save=True, alpha=True, animation=True,
-           quality=True),
-    Format("avif", "image/avif", "avif", load=True, save=True, alpha=True, quality=True),
-    Format("gif", "image/gif", "gif", load=True, save=True, alpha=True, animation=True),
-    Format("ico", "image/x-icon", "ico", load=True, save=True, alpha=True),
+           quality=True, encode_memory=(5, 13)),
+    Format("avif", "image/avif", "avif", load=True, save=True, alpha=True, quality=True,
+           encode_memory=(13, 24)),
+    Format("gif", "image/gif", "gif", load=True, save=True, alpha=True, animation=True,
+           encode_memory=(9, 9)),
+    Format("ico", "image/x-icon", "ico", load=True, save=True, alpha=True, encode_memory=(6, 6)),
     Format("svg", "image/svg+xml", "svg", load=True),
     Format("heic", "image/heif", "heic", load=True),
-    Format("bmp", "image/bmp", "bmp", load=True, save=True, alpha=True),
-    Format("tiff", "image/tiff", "tif", load=True, save=True, alpha=True, quality=True),
-    Format("jxl", "image/jxl", "jxl", load=True, save=True, alpha=True, quality=True),
+    Format("bmp", "image/bmp", "bmp", load=True, save=True, alpha=True, encode_memory=(6, 6)),
+    Format("tiff", "image/tiff", "tif", load=True, save=True, alpha=True, quality=True,
+           encode_memory=(1, 1.5)),
+    Format("jxl", "image/jxl", "jxl", load=True, save=True, alpha=True, quality=True,
+           encode_memory=(15, 20)),
 )}
 ALIASES = {"jpg": "jpeg"}
 #: every format name a URL may use (output support is checked when processing)

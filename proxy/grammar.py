@@ -187,7 +187,7 @@ def _apply_padding(f: Fields, args: list[str]) -> None:
 
 def _apply_rotate(f: Fields, args: list[str]) -> None:
     max_args("rotate", args, 1)
-    angle = parse_int("rotate", args[0], minimum=-(10**9))
+    angle = parse_int("rotate", args[0], minimum=-(10**9), maximum=10**9)
     if angle % 90:
         raise InvalidURL(f"Invalid rotation angle: {angle}")
     f["rotate"] = angle % 360
@@ -266,7 +266,7 @@ def _apply_skip(f: Fields, args: list[str]) -> None:
 
 def _apply_expires(f: Fields, args: list[str]) -> None:
     max_args("expires", args, 1)
-    f["expires"] = parse_int("expires", args[0], minimum=-(2**63))
+    f["expires"] = parse_int("expires", args[0], minimum=-(2**63), maximum=2**63 - 1)
 
 
 def _set(key: str, parse: Callable[[str, list[str]], Any]) -> Apply:

@@ -32,6 +32,7 @@ from .http_cache import is_conditional, make_etag, origin_conditions
 from .metrics import TRACE, JobReport, RequestTrace
 from .negotiate import FormatPolicy, negotiate
 from .passthrough import Passthrough
+from .processing.cancel import KillSwitch
 from .processing.pipeline import Result, process
 from .resolve import Effective, Resolved, Resolver
 from .respond import HeaderMemo, Responder
@@ -41,7 +42,7 @@ from .sources.stream import Reader
 from .tier import Tier
 from .tracing import Tracer
 from .verify import Verifier
-from .workers import Lender, WorkerPool
+from .workers import JobControl, Lender, WorkerPool
 
 
 class UrlMemo:
@@ -226,7 +227,8 @@ class ImageHandler:
         mark = self.watermark.data
         if not self.pool.lends:  # worker processes: whole bytes, no shared budget
             whole = (await source.complete()).data
-            return await self.pool.run(process, whole, e, policy, mark, deadline)
+            return await self.pool.run_controlled(JobControl(deadline=deadline), process,
+                                                  whole, e, policy, mark, deadline)
         fmt = formats.sniff(await source.head(), e.max_svg_check_bytes)
         job: Reader | Lender
         into: bytes | Reader
@@ -236,8 +238,9 @@ class ImageHandler:
             job, into = Lender(), (await source.complete()).data
         reserve = functools.partial(self.budget.reserve, deadline=deadline,
                                     waiting=lambda: job.waiting())
-        return await self.pool.run_lending(job, process, into, e, policy, mark, deadline,
-                                           reserve)
+        switch = KillSwitch()  # a job nobody waits for any more is stopped
+        return await self.pool.run_controlled(JobControl(job, switch.kill, deadline), process,
+                                              into, e, policy, mark, deadline, reserve, switch)
 
 
 class TracedHandler:

@@ -11,10 +11,13 @@ import asyncio
 import atexit
 import json
 import logging
+import re
 import sys
 import threading
 import time
 from typing import Any
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .metrics import RequestTrace
 
@@ -37,11 +40,20 @@ def log_request(trace: RequestTrace, fmt: str) -> None:
         access_log.info("%s", text_message(trace), extra={"fields": fields})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``: one event, one log line (a
+    newline in a decoded source URL cannot forge a line)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def text_message(trace: RequestTrace) -> str:
     """The human access-log message: id, method, path, status, bytes, time, cache, format."""
     stages = "".join(f" {k}={round(v * 1000, 2)}ms" for k, v in trace.stages.items())
-    error = f" error={trace.error}: {trace.reason}" if trace.error else ""
-    return (f"{trace.request_id[:12]} {trace.method} {trace.path} {trace.status} "
+    error = f" error={trace.error}: {escape(trace.reason)}" if trace.error else ""
+    return (f"{trace.request_id[:12]} {trace.method} {escape(trace.path)} {trace.status} "
             f"{trace.bytes}B {trace.duration * 1000:.1f}ms cache={trace.cache or '-'} "
             f"{trace.format or '-'}{stages}{error}")
 
@@ -143,6 +155,12 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return f"{self._seconds(record.created)},{int(record.msecs):03d}"
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The message with control characters escaped: a line per record (a traceback,
+        appended after this, keeps its own lines)."""
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, plus a record's ``fields``,
@@ -163,6 +181,21 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, separators=(",", ":"), default=str)
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse as an ERROR with a traceback that quotes
+    the raw request line, signature included. Such a request is the client's fault: one
+    INFO line with the parser's reason and no request bytes (nothing to replay)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = (exc.message or "").strip().splitlines()[:1] or ["malformed request"]
+            record.msg, record.args = "Bad request: %s", (escape(reason[0].rstrip(":")),)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 class _OrderedHandler(logging.StreamHandler):
@@ -189,6 +222,9 @@ def configure_logging(level: str, fmt: str, access_stream: Any = None) -> None:
     logging.getLogger("pyvips").setLevel("DEBUG" if level == "debug" else "WARNING")
     # the Azure SDK logs every request's headers at INFO (abs:// sources, the abs tier)
     logging.getLogger("azure").setLevel("DEBUG" if level == "debug" else "WARNING")
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestFilter) for f in server_log.filters):
+        server_log.addFilter(BadRequestFilter())
     if _sink is None:
         atexit.register(flush_access_log)
     flush_access_log()

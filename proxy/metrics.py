@@ -121,6 +121,7 @@ class _Admission(Protocol):
 class _Pool(Protocol):
     workers: int
     busy: int
+    replaced: int
 
 
 class _Lifecycle(Protocol):
@@ -206,6 +207,8 @@ class LiveGauges:
         self.memory_waiting = gauge("memory_waiting", "Decodes waiting for memory now")
         self.workers = gauge("workers", "Worker threads for image processing")
         self.workers_busy = gauge("workers_busy", "Workers processing an image now")
+        self.workers_replaced = gauge("workers_replaced", "Times the worker processes were "
+                                      "replaced (one died, or a job ran past its deadline)")
         self.vips_memory = gauge("vips_memory_bytes", "Memory libvips has allocated now")
         self.vips_highwater = gauge("vips_memory_highwater_bytes",
                                     "Most memory libvips has held (per process)", mode="livemax")
@@ -231,6 +234,7 @@ class LiveGauges:
         self.memory_waiting.set(budget.waiting)
         self.workers.set(pool.workers)
         self.workers_busy.set(pool.busy)
+        self.workers_replaced.set(pool.replaced)
         vips = self.vips.read()
         if vips is not None:
             self.vips_memory.set(vips["memory"])

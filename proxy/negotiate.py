@@ -8,6 +8,7 @@ and ``Vary`` are known) and is handed down to processing, which calls
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import formats
@@ -60,6 +61,10 @@ def edge_accept(accept: str) -> str:
     return ",".join(f"image/{fmt}" for fmt in formats)
 
 
+def _any(fmt: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class FormatPolicy:
     explicit: str | None = None  # from the URL (extension or f:)
@@ -78,8 +83,11 @@ class FormatPolicy:
             key += f">{'+'.join(self.preferred)}"
         return key
 
-    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str:
-        """The output format for an image with these facts."""
+    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int,
+               fits: Callable[[str], bool] = _any) -> str:
+        """The output format for an image with these facts. ``fits``: whether encoding
+        in a format stays within the job's memory limit; a format the URL names is
+        kept regardless (the job is refused instead), others are passed over."""
         if self.explicit and not (self.enforce and self.accepted):
             return self.explicit
         for fmt in self.accepted:
@@ -87,15 +95,18 @@ class FormatPolicy:
                 continue  # no animated AVIF output; AVIF needs 16px
             if fmt == "jxl" and animated:
                 continue  # no animated JPEG XL output
-            return fmt
+            if fits(fmt):
+                return fmt
         if self.explicit:
             return self.explicit
-        if source in self.preferred:
+        if source in self.preferred and fits(source):
             return source
-        for fmt in self.preferred:  # the first that holds the image, as imgproxy
-            if (not animated or fmt in formats.ANIMATED) and (not alpha or fmt in formats.ALPHA):
-                return fmt
-        return self.preferred[0]
+        holding = [fmt for fmt in self.preferred  # those that hold the image, as imgproxy
+                   if (not animated or fmt in formats.ANIMATED)
+                   and (not alpha or fmt in formats.ALPHA)]
+        return next((fmt for fmt in holding if fits(fmt)),
+                    source if source in self.preferred else
+                    holding[0] if holding else self.preferred[0])
 
 
 def negotiate(explicit: str | None, accept: str, *, auto_webp: bool, auto_avif: bool,

@@ -12,14 +12,21 @@ from aiohttp import web
 from .admission import Admission
 from .metrics import CONTENT_TYPE
 from .middleware import LIFECYCLE, METRICS
+from .workers import WorkerPool
 
 log = logging.getLogger("vipsgate")
 ADMISSION: web.AppKey[Admission] = web.AppKey("admission", Admission)
+POOL_KEY: web.AppKey[WorkerPool] = web.AppKey("pool", WorkerPool)
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness: the event loop answers and libvips can make a tiny image."""
+    """Liveness: the event loop answers, libvips can make a tiny image, and the worker
+    pool can take work (dead worker processes are replaced here too)."""
+    pool = request.app[POOL_KEY]
+    pool.heal()
+    if not pool.healthy:
+        return web.Response(status=500, text="Error: no workers\n", headers=NO_CACHE)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(5):
@@ -35,12 +42,16 @@ def _tiny_vips_op() -> None:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: false while draining or while the request queue is full."""
-    draining = request.app[LIFECYCLE].draining
-    if draining or request.app[ADMISSION].full:
-        reason = "draining" if draining else "busy"
-        return web.Response(status=503, text=f"not ready: {reason}\n", headers=NO_CACHE)
-    return web.Response(text="ready\n", headers=NO_CACHE)
+    """Readiness: false while draining or while no worker can serve, never because of
+    load: a flooded pod still answers hits and sheds the excess with 429 at once, and
+    taking it out of the Service would only move the flood to its neighbours."""
+    if request.app[LIFECYCLE].draining:
+        return web.Response(status=503, text="not ready: draining\n", headers=NO_CACHE)
+    if not request.app[POOL_KEY].healthy:
+        return web.Response(status=503, text="not ready: workers are restarting\n",
+                            headers=NO_CACHE)
+    busy = " (busy: the queue is full)" if request.app[ADMISSION].full else ""
+    return web.Response(text=f"ready{busy}\n", headers=NO_CACHE)
 
 
 async def metrics(request: web.Request) -> web.Response:

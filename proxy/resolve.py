@@ -81,6 +81,9 @@ class Effective:
     max_animation_frames: int
     max_animation_frame_resolution: float  # megapixels per frame; 0: the sum is checked
     max_result_dimension: int  # pixels; 0: no cap
+    max_src_dimension: int  # pixels; 0: no cap
+    max_result_resolution: float  # megapixels, frames summed
+    max_job_memory: int  # bytes of estimated working memory; 0: no cap
     max_svg_check_bytes: int
     # response headers only
     expires: int = _response_only()  # unix time; 0 or less: never
@@ -136,6 +139,10 @@ def resolve(o: ProcessingOptions, s: Any) -> Effective:
         max_animation_frame_resolution=pick(o.max_animation_frame_resolution,
                                             s.max_animation_frame_resolution),
         max_result_dimension=pick(o.max_result_dimension, s.max_result_dimension),
+        max_src_dimension=s.max_src_dimension,
+        max_result_resolution=s.max_result_resolution or
+        pick(o.max_src_resolution, s.max_src_resolution),
+        max_job_memory=s.max_job_memory,
         max_svg_check_bytes=s.max_svg_check_bytes,
         expires=o.expires, filename=o.filename,
         return_attachment=pick(o.return_attachment, s.return_attachment),

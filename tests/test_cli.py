@@ -280,7 +280,7 @@ def test_loadtest_against_an_existing_deployment(tmp_path) -> None:  # type: ign
         done = subprocess.run(
             [sys.executable, str(ROOT / "loadtest" / "run_locust.py"), "--host",
              f"http://127.0.0.1:{port}", "--sources", str(sources), "--users", "2",
-             "--spawn-rate", "2", "--run-time", "4s", "--results", str(tmp_path / "out")],
+             "--spawn-rate", "2", "--run-time", "10s", "--results", str(tmp_path / "out")],
             env=clean_env(IMGPROXY_KEY=TEST_KEY, IMGPROXY_SALT=TEST_SALT,
                           IMGPROXY_SECRET="cdn-only"),
             capture_output=True, text=True, timeout=150, cwd=tmp_path)

@@ -15,6 +15,7 @@ from vipsgate.app import FETCHER
 from vipsgate.errors import RequestTimeout, TooMuchMemory
 from vipsgate.memory_budget import MemoryBudget, auto_limit
 from vipsgate.probes import ADMISSION
+from vipsgate.processing import memory_model
 
 
 def test_a_reservation_waits_until_memory_is_given_back():
@@ -79,7 +80,7 @@ async def test_every_counted_byte_comes_back(make_client, origin, images):
 async def test_a_decode_that_can_never_fit_is_422_and_a_full_budget_is_503(make_client,
                                                                           images):
     (images / "big.jpg").write_bytes(jpeg(3000, 2000))
-    client = await make_client(VIPSGATE_MEMORY_BUDGET="8MiB")
+    client = await make_client(VIPSGATE_MEMORY_BUDGET="48MiB")  # FIXED (32) + a little
     response = await client.get(signed("/rs:fit:2000:2000/plain/local:///big.jpg"))
     assert response.status == 422 and "memory" in (await response.text()).lower()
     budget = client.app[ADMISSION].budget
@@ -94,14 +95,15 @@ async def test_a_decode_that_can_never_fit_is_422_and_a_full_budget_is_503(make_
 
 
 async def test_a_decode_waits_for_memory_without_holding_its_worker(make_client, images):
-    (images / "a.jpg").write_bytes(jpeg(800, 600))
+    (images / "a.jpg").write_bytes(jpeg(3000, 2000))
     (images / "b.jpg").write_bytes(jpeg(80, 60))
-    client = await make_client(VIPSGATE_MEMORY_BUDGET="64MiB", IMGPROXY_WORKERS="1")
+    client = await make_client(VIPSGATE_MEMORY_BUDGET="128MiB", IMGPROXY_WORKERS="1")
     budget = client.app[ADMISSION].budget
-    budget.hold(budget.limit - (5 << 20))  # room for a small decode only
-    waiting = asyncio.create_task(client.get(signed("/rs:fit:700:700/plain/local:///a.jpg")))
+    room = memory_model.FIXED + (8 << 20)  # for a small decode only
+    budget.hold(budget.limit - room)
+    waiting = asyncio.create_task(client.get(signed("/rs:fit:2900:2900/plain/local:///a.jpg")))
     await wait_until(lambda: budget.waiting == 1)  # its decode waits for memory
     small = await client.get(signed("/rs:fit:10:10/plain/local:///b.jpg"))
     assert small.status == 200 and not waiting.done()  # the worker was free for it
-    budget.give(budget.limit - (5 << 20))
+    budget.give(budget.limit - room)
     assert (await waiting).status == 200

@@ -47,7 +47,8 @@ async def test_flood_gets_429_at_once_while_cached_urls_are_served(make_client, 
     during = await client.get(cached)
     assert during.status == 200 and len(await during.read()) > 0
     assert (await client.get("/health")).status == 200
-    assert (await client.get("/ready")).status == 503  # the load balancer sees "busy"
+    ready = await client.get("/ready")  # a flood never takes the pod out of the Service
+    assert ready.status == 200 and "busy" in await ready.text()
     assert not any(task.done() for task in slow)  # the 429s never waited for them
     assert len(origin.paths) == 3  # the excess never reached the origin
     origin.release()

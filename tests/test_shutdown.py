@@ -128,19 +128,19 @@ async def test_requests_past_the_grace_period_are_cut(images, origin, serve):
 
 
 def test_exit_is_not_held_up_by_a_running_libvips_call(tmp_path, serve):
-    """A long blur still in a worker thread when the grace period ends does not keep
-    the process alive (Python would otherwise join the thread at exit).
+    """A long blur still in a worker thread when the grace period ends neither keeps
+    the process alive (Python would otherwise join the thread at exit) nor runs on:
+    its request is cancelled, which throws the job's kill switch.
 
     The test waits for the job to reach a worker (/metrics), not for a time. The job
-    (a 96 MP blur, sharpen and PNG) needs about a minute of libvips here, far more than
-    the second from SIGTERM to exit, and the server's own warning that it left with an
-    image still in libvips shows the job really was cut short: a machine fast enough
-    to finish it in time fails the test instead of passing it without proof."""
+    (a 48 MP blur, sharpen and PNG) needs tens of seconds of libvips here, far more than
+    the second from SIGTERM to exit; the server warns when it leaves with an image still
+    in libvips, and it does not: the job was stopped, not abandoned."""
     pyvips.Image.gaussnoise(3000, 2000).cast("uchar").jpegsave(str(tmp_path / "big.jpg"))
     server = serve(IMGPROXY_LOCAL_FILESYSTEM_ROOT=str(tmp_path), IMGPROXY_WORKERS="1",
                    IMGPROXY_GRACEFUL_STOP_TIMEOUT="0.5", IMGPROXY_TIMEOUT="120",
                    IMGPROXY_MAX_RESULT_DIMENSION="0", VIPSGATE_LOG_LEVEL="warning")
-    path = signed("/bl:50/sh:10/rs:fit:12000:8000:1/plain/local:///big.jpg@png")
+    path = signed("/bl:50/sh:10/rs:fit:8000:6000:1/plain/local:///big.jpg@png")  # 48 MP
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         wait_for(lambda: "vipsgate_workers_busy 1.0" in scrape(server), 20, interval=0.05,
@@ -152,7 +152,7 @@ def test_exit_is_not_held_up_by_a_running_libvips_call(tmp_path, serve):
         except ConnectionResetError:
             answer = b""
     assert answer == b""  # never answered: the connection just closed
-    server.stderr.wait_for(r"exiting with 1 images still in libvips")
+    assert not any("still in libvips" in line for line in server.stderr.rest())
 
 
 def scrape(server: ServerProcess) -> str:

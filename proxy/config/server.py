@@ -66,8 +66,10 @@ class ServerSettings:
                                     doc="Hex signing key(s), comma-separated for rotation")
     salts: tuple[str, ...] = setting((), "IMGPROXY_SALT", "VIPSGATE_SALT", parse=hex_items,
                                      doc="Hex salt(s), one per key")
-    signature_size: int = setting(32, "IMGPROXY_SIGNATURE_SIZE", parse=integer(1, 32),
-                                  doc="Bytes of the HMAC kept in the signature (1..32)")
+    signature_size: int = setting(
+        32, "IMGPROXY_SIGNATURE_SIZE", parse=integer(8, 32),
+        doc="Bytes of the HMAC kept in the signature (8..32; imgproxy allows 1, which "
+            "can be forged in a few hundred requests)")
     trusted_signatures: tuple[str, ...] = setting(
         (), "IMGPROXY_TRUSTED_SIGNATURES", parse=items,
         doc="Signatures accepted without checking")

@@ -48,6 +48,16 @@ class SourceSettings:
         doc="If > 0, check each frame against this many megapixels instead of the sum")
     max_result_dimension: int = setting(8192, "IMGPROXY_MAX_RESULT_DIMENSION", parse=integer(0),
                                         doc="Largest output side in pixels (0 = no cap)")
+    max_src_dimension: int = setting(
+        65535, "VIPSGATE_MAX_SRC_DIMENSION", parse=integer(0),
+        doc="Longest side of a raster source in pixels (0 = no cap): decoding holds rows")
+    max_result_resolution: float = setting(
+        0.0, "VIPSGATE_MAX_RESULT_RESOLUTION", parse=number(0),
+        doc="Largest result in megapixels, frames summed (0 = IMGPROXY_MAX_SRC_RESOLUTION)")
+    max_job_memory: int = setting(
+        512 * 1024**2, "VIPSGATE_MAX_JOB_MEMORY", parse=size,
+        doc="Largest estimated working memory of one image (0 = no cap): more is 422, "
+            "and a negotiated format falls back to a cheaper one")
     max_svg_check_bytes: int = setting(32 * 1024, "IMGPROXY_MAX_SVG_CHECK_BYTES", parse=size,
                                        doc="Bytes read to recognise an SVG")
     free_memory_interval: float = setting(

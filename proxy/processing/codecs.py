@@ -15,18 +15,16 @@ from typing import Any, Protocol
 import pyvips
 
 from .. import formats
-from ..errors import UnsupportedFormat
+from ..errors import UnprocessableImage, UnsupportedFormat
 from . import foreign_load, foreign_save
 
+#: libvips loaders by format; each reads a ``pyvips.Source``: the bytes in memory (not
+#: copied) or a stream as it arrives (``formats.STREAMED`` only)
 LOADERS: dict[str, Callable[..., pyvips.Image]] = {
-    "jpeg": pyvips.Image.jpegload_buffer, "png": pyvips.Image.pngload_buffer,
-    "webp": pyvips.Image.webpload_buffer, "gif": pyvips.Image.gifload_buffer,
-    "avif": pyvips.Image.heifload_buffer, "tiff": pyvips.Image.tiffload_buffer,
-    "svg": pyvips.Image.svgload_buffer,
-}
-#: loaders that read a ``pyvips.Source`` as it arrives (``formats.STREAMED``)
-SOURCE_LOADERS: dict[str, Callable[..., pyvips.Image]] = {
     "jpeg": pyvips.Image.jpegload_source, "png": pyvips.Image.pngload_source,
+    "webp": pyvips.Image.webpload_source, "gif": pyvips.Image.gifload_source,
+    "avif": pyvips.Image.heifload_source, "tiff": pyvips.Image.tiffload_source,
+    "svg": pyvips.Image.svgload_source,
 }
 
 
@@ -41,6 +39,30 @@ class Stream(Protocol):
     def peek(self, size: int) -> bytes: ...
 
 
+#: formats whose loaders decode strip by strip as the pipeline asks (the others decode
+#: the whole image first: WebP, GIF, AVIF and the ``foreign_load`` ones)
+IN_STRIPS = frozenset({"jpeg", "png", "svg", "tiff"})
+#: scans of a progressive JPEG (encoders write about 10): libjpeg decodes each over the
+#: whole image before the first row comes out, which nothing can interrupt; a file
+#: repeating one scan 30,000 times kept a worker for 85 s
+MAX_JPEG_SCANS = 100
+_SOS = b"\xff\xda"  # start of scan (0xFF in entropy-coded data is always stuffed)
+
+
+class ScanCounter:
+    """Counts a JPEG's start-of-scan markers over consecutive chunks."""
+
+    def __init__(self) -> None:
+        self.scans = 0
+        self._last = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.scans += chunk.count(_SOS) + (self._last + chunk[:1] == _SOS)
+        self._last = chunk[-1:] or self._last
+        if self.scans > MAX_JPEG_SCANS:
+            raise UnprocessableImage(f"JPEG has more than {MAX_JPEG_SCANS} scans")
+
+
 class Input:
     """What a job decodes: bytes in memory, or a ``Stream`` (opened once as a libvips
     source, so the header and the shrunk decode read it from the same place).
@@ -50,6 +72,15 @@ class Input:
         self.data = data
         self.failure: Exception | None = None
         self._source: pyvips.Source | None = None
+        self._scans: ScanCounter | None = None
+
+    def limit_scans(self) -> None:
+        """Refuse a JPEG with more than ``MAX_JPEG_SCANS`` scans: bytes at once, a
+        stream as it is read."""
+        if isinstance(self.data, bytes):
+            ScanCounter().feed(self.data)
+        else:
+            self._scans = ScanCounter()
 
     @property
     def size(self) -> int | None:
@@ -64,23 +95,31 @@ class Input:
         return self.data
 
     def source(self) -> pyvips.Source:
+        """The bytes as a libvips source: memory is read in place (a ``_buffer`` loader
+        would copy it at each open), a stream as it arrives."""
         if self._source is None:
-            stream = self.data
-            assert not isinstance(stream, bytes)
-            source = pyvips.SourceCustom()
-
-            def read(buffer: Any) -> int:
-                try:
-                    chunk = stream.read(len(buffer))
-                except Exception as exc:  # the download failed, a limit, a cancel
-                    self.failure = exc
-                    return -1  # a read error: the loader stops at once
-                buffer[:len(chunk)] = chunk
-                return len(chunk)
-
-            source.signal_connect("read", read)
-            self._source = source
+            if isinstance(self.data, bytes):
+                self._source = pyvips.Source.new_from_memory(self.data)
+            else:
+                self._source = self._stream_source(self.data)
         return self._source
+
+    def _stream_source(self, stream: Stream) -> pyvips.Source:
+        source = pyvips.SourceCustom()
+
+        def read(buffer: Any) -> int:
+            try:
+                chunk = stream.read(len(buffer))
+                if self._scans is not None:
+                    self._scans.feed(chunk)
+            except Exception as exc:  # the download failed, a limit, a cancel
+                self.failure = exc
+                return -1  # a read error: the loader stops at once
+            buffer[:len(chunk)] = chunk
+            return len(chunk)
+
+        source.signal_connect("read", read)
+        return source
 
 
 def load(data: Input, fmt: str, shrink: float = 1.0, frames: int = 1,
@@ -105,9 +144,7 @@ def load(data: Input, fmt: str, shrink: float = 1.0, frames: int = 1,
         kwargs["thumbnail"] = True
     if fmt in formats.ANIMATED and frames > 1:
         kwargs["n"] = frames
-    if isinstance(data.data, bytes):
-        return LOADERS[fmt](data.data, **kwargs)
-    return SOURCE_LOADERS[fmt](data.source(), **kwargs)
+    return LOADERS[fmt](data.source(), **kwargs)
 
 
 def shrinks_on_load(fmt: str, animated: bool) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,12 +23,14 @@ from ..errors import (
     ImageTooLarge,
     ProxyError,
     RequestTimeout,
+    TooMuchMemory,
     UnprocessableImage,
     UnsupportedFormat,
 )
 from ..geometry import Plan
 from ..resolve import Effective
 from . import animation, codecs, format_limits, metadata, prepare, steps, vips
+from .cancel import DEADLINES, KillSwitch
 from .color import to_standard
 from .steps import Context, Step
 from .trim import trim
@@ -47,7 +49,8 @@ class FormatChooser(Protocol):
     @property
     def explicit(self) -> str | None: ...
 
-    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int) -> str: ...
+    def choose(self, source: str, alpha: bool, animated: bool, width: int, height: int,
+               fits: Callable[[str], bool] = ...) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -74,29 +77,42 @@ def _unlimited(nbytes: int) -> AbstractContextManager[None]:
 
 def process(data: bytes | codecs.Stream, e: Effective, chooser: FormatChooser,
             watermark: bytes | None = None, deadline: float | None = None,
-            reserve: Reserve = _unlimited) -> Result:
+            reserve: Reserve = _unlimited, switch: KillSwitch | None = None) -> Result:
     """Turn the source (bytes, or a stream still arriving) into the encoded result.
     Raises ``ProxyError`` subclasses; a stream that failed raises its own error.
 
     ``deadline`` (``time.monotonic()``) is checked between steps: past it, the work
     stops with ``RequestTimeout``. ``reserve`` holds the estimated working memory of
-    the decode from the memory budget (``prepare.working_memory``).
+    the decode from the memory budget (``prepare.working_memory``). ``switch`` stops the
+    libvips work in flight when killed (by the caller, or at ``deadline``).
     """
     source = codecs.Input(data)
+    switch = switch or KillSwitch()
+    if deadline is not None:
+        DEADLINES.arm(switch, deadline)
     try:
-        return _process(source, e, chooser, watermark, deadline, reserve)
+        return _process(source, e, chooser, watermark, deadline, reserve, switch)
     except ProxyError:
         raise
+    except (OverflowError, ZeroDivisionError) as exc:  # sizes past what libvips can hold
+        raise ImageTooLarge(f"Result would be too large: {exc}") from None
     except pyvips.Error as exc:
+        if switch.reason == "deadline":
+            raise RequestTimeout("Processing stopped at the request's deadline") from None
+        if switch.killed:
+            raise RequestTimeout("Processing stopped: nobody waits for it") from None
         if isinstance(source.failure, ProxyError):
             raise source.failure from None
         if source.failure is not None:
             raise RequestTimeout(f"Processing stopped: {source.failure}") from None
         raise UnprocessableImage(vips.message(exc)) from None
+    finally:
+        switch.release()
 
 
 def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
-             watermark: bytes | None, deadline: float | None, reserve: Reserve) -> Result:
+             watermark: bytes | None, deadline: float | None, reserve: Reserve,
+             switch: KillSwitch) -> Result:
     head = data.head(max(e.max_svg_check_bytes, 64))
     src_format = formats.sniff(head, e.max_svg_check_bytes)
     if src_format is None:
@@ -106,39 +122,53 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
         return skip(data.whole(), src_format, e)
     if src_format not in formats.LOADABLE:
         raise UnsupportedFormat(f"Source format {src_format} is not supported")
+    if src_format == "jpeg":
+        data.limit_scans()
     header = prepare.inspect(data, src_format, e)
     p, out_w, out_h = prepare.geometry(e, *header.shown, header.vector)
     alpha = header.has_alpha or prepare.needs_alpha(e, p)
-    out_format = chooser.choose(src_format, alpha, header.frames > 1, out_w, out_h)
+
+    def cost(fmt: str) -> tuple[int, float, int]:
+        """Frames kept, decoder shrink and estimated working memory when writing ``fmt``."""
+        frames = header.frames if fmt in formats.ANIMATED else 1
+        trimming = e.trim is not None and frames == 1  # trim needs the whole image
+        shrink = 1.0 if trimming or not e.shrink_on_load else \
+            prepare.load_shrink(src_format, p, frames > 1)
+        whole = trimming or src_format not in codecs.IN_STRIPS
+        return frames, shrink, prepare.working_memory(header, e, p, shrink, frames,
+                                                      (out_w, out_h), whole, fmt, alpha)
+
+    limit = e.max_job_memory or float("inf")
+    out_format = chooser.choose(src_format, alpha, header.frames > 1, out_w, out_h,
+                                fits=lambda fmt: fmt in formats.SAVEABLE and cost(fmt)[2] <= limit)
     if out_format not in formats.SAVEABLE:
         raise UnsupportedFormat(f"Resulting image format {out_format} is not supported")
-    frames = header.frames if out_format in formats.ANIMATED else 1
-    if frames > 1 and frames * out_w * out_h > prepare.pixel_limit(e):
-        raise ImageTooLarge(f"Animation result would be {frames} frames of {out_w}x{out_h}")
+    frames, shrink, needed = cost(out_format)
     if not header.vector:  # frames beyond the maximum were dropped: only the kept ones count
         prepare.check_resolution(header.width, header.height, frames, e)
+    prepare.check_result(out_w, out_h, frames, e)
+    if needed > limit:
+        raise TooMuchMemory(f"The image needs about {needed >> 20} MiB to process as "
+                            f"{out_format}; the limit is {e.max_job_memory >> 20} MiB")
     size = data.size  # a stream's size when declared; unknown: not suspicious
     strict = src_format == "jpeg" and size is not None and \
         codecs.jpeg_suspicious(size, header.width, header.height)
     fail_on = "warning" if strict else "error"
     check(deadline)
-    trimming = e.trim is not None and frames == 1
-    shrink = 1.0 if trimming or not e.shrink_on_load else \
-        prepare.load_shrink(src_format, p, frames > 1)
-    whole = trimming or src_format not in formats.STREAMED
-    needed = prepare.working_memory(header, p, shrink, frames, (out_w, out_h), e, whole)
     with reserve(needed):
         return _decode(data, e, chooser, watermark, deadline, header, p, out_format, frames,
-                       shrink, fail_on)
+                       shrink, fail_on, switch)
 
 
 def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
             watermark: bytes | None, deadline: float | None, header: prepare.Header,
-            p: Plan, out_format: str, frames: int, shrink: float, fail_on: str) -> Result:
+            p: Plan, out_format: str, frames: int, shrink: float, fail_on: str,
+            switch: KillSwitch) -> Result:
     """Decode (shrunk on load), run the steps, encode: the memory-heavy part."""
     src_format = header.format
     if e.trim is not None and frames == 1:  # trim needs the whole image: no shrink-on-load
-        image = codecs.load(data, src_format, thumbnail=e.enforce_thumbnail, fail_on=fail_on)
+        image = switch.watch(codecs.load(data, src_format, thumbnail=e.enforce_thumbnail,
+                                         fail_on=fail_on))
         image = trim(to_standard(image, not e.strip_color_profile), e.trim)
         raw_size = (image.width, image.height)
         shown = prepare.oriented(*raw_size, header.orientation)
@@ -146,10 +176,10 @@ def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
         out_format = chooser.choose(src_format, header.has_alpha or prepare.needs_alpha(e, p),
                                     False, out_w, out_h)
     else:
-        image = codecs.load(data, src_format, shrink=shrink, frames=frames,
-                            thumbnail=e.enforce_thumbnail, fail_on=fail_on)
+        image = switch.watch(codecs.load(data, src_format, shrink=shrink, frames=frames,
+                                         thumbnail=e.enforce_thumbnail, fail_on=fail_on))
         raw_size = (header.width, header.height)
-    ctx = Context(e, p, header.orientation, out_format, raw_size, watermark)
+    ctx = Context(e, p, header.orientation, out_format, raw_size, watermark, switch.watch)
     if frames > 1:
         image = animation.run_frames(image, frames, ctx,
                                      lambda frame, c: run(frame, c, STEPS, deadline))

@@ -15,7 +15,7 @@ from .. import formats
 from ..errors import ImageTooLarge
 from ..geometry import Plan, plan, result_size, scaled_size
 from ..resolve import Effective
-from . import codecs, foreign_load
+from . import codecs, foreign_load, memory_model, svg_guard
 
 VECTOR_MAX_SIDE = 16384  # librsvg renders tile by tile: the cost grows with the side too
 
@@ -31,6 +31,8 @@ class Header:
     frames: int  # frames that would be kept (up to ``max_animation_frames``)
     has_alpha: bool
     orientation: int  # EXIF orientation to apply (1 when auto_rotate is off)
+    whole: bool = False  # the decoder holds every pixel even when read in order
+    held: int = 0  # bytes the decoder keeps whatever the shrink (see memory_model)
 
     @property
     def vector(self) -> bool:
@@ -46,11 +48,27 @@ def inspect(data: codecs.Input, fmt: str, e: Effective) -> Header:
     if fmt in foreign_load.FORMATS:  # one still image, already oriented by its decoder
         declared = foreign_load.probe(data.whole(), fmt)
         return Header(fmt, None, declared.width, declared.height, 1, declared.alpha, 1)
+    held = svg_guard.check(data.whole(), pixel_limit(e)) if fmt == "svg" else 0
     image = codecs.load(data, fmt, thumbnail=e.enforce_thumbnail)
     pages = image.get("n-pages") if image.get_typeof("n-pages") else 1
     frames = min(pages, e.max_animation_frames) if fmt in formats.ANIMATED else 1
+    whole, coefficients = decoder_holds(image, fmt)
     return Header(fmt, image, image.width, image.height, frames, image.hasalpha(),
-                  orientation(image, e))
+                  orientation(image, e), whole, coefficients + held)
+
+
+def decoder_holds(image: pyvips.Image, fmt: str) -> tuple[bool, int]:
+    """What the decoder of a sequential format holds however it is read: an interlaced
+    PNG every pixel; a progressive JPEG its DCT coefficients (2 bytes a sample, at full
+    size even when shrunk on load)."""
+    if fmt == "png":
+        return bool(image.get_typeof("interlaced") and image.get("interlaced")), 0
+    if fmt == "jpeg" and image.get_typeof("jpeg-multiscan") and image.get("jpeg-multiscan"):
+        subsampled = image.get_typeof("jpeg-chroma-subsample") and \
+            image.get("jpeg-chroma-subsample") == "4:2:0" and image.bands == 3
+        samples = 1.5 if subsampled else image.bands
+        return False, int(image.width * image.height * samples * 2)
+    return False, 0
 
 
 def stored_size(data: bytes, fmt: str) -> tuple[int, int]:
@@ -94,13 +112,26 @@ def pixel_limit(e: Effective) -> float:
 
 
 def check_resolution(width: int, height: int, frames: int, e: Effective) -> None:
-    """Refuse decompression bombs from the header, before any pixel is decoded."""
+    """Refuse decompression bombs from the header, before any pixel is decoded: too many
+    pixels, or a side so long that rows of it cost more than the image's area says."""
+    if e.max_src_dimension and max(width, height) > e.max_src_dimension:
+        raise ImageTooLarge(f"Source side is too long: {width}x{height} "
+                            f"(at most {e.max_src_dimension} px)")
     per_frame = e.max_animation_frame_resolution
     if per_frame and frames > 1:
         if width * height > per_frame * 1_000_000:
             raise ImageTooLarge(f"Source frame is too large: {width}x{height}")
     elif width * height * frames > pixel_limit(e):
         raise ImageTooLarge(f"Source image is too large: {width}x{height}x{frames}")
+
+
+def check_result(width: int, height: int, frames: int, e: Effective) -> None:
+    """Refuse a result larger than ``max_result_resolution`` (frames summed): a small
+    source may ask for a huge result (``enlarge``, ``dpr``, ``zoom``, ``extend``)."""
+    if width * height * frames > e.max_result_resolution * 1_000_000:
+        what = f"{frames} frames of {width}x{height}" if frames > 1 else f"{width}x{height}"
+        raise ImageTooLarge(f"Result would be {what}, more than "
+                            f"{e.max_result_resolution:g} megapixels")
 
 
 def vector_guard(p: Plan, e: Effective, width: int, height: int, out_w: int, out_h: int
@@ -145,24 +176,18 @@ def needs_alpha(e: Effective, p: Plan) -> bool:
                                      or any(p.padding))
 
 
-def working_memory(header: Header, p: Plan, shrink: float, frames: int, out: tuple[int, int],
-                   e: Effective, whole: bool) -> int:
-    """An estimate of the memory this job's decode, steps and encode hold at their peak.
-
-    A sequential decode (JPEG/PNG shrunk on load, no trim) keeps a band of lines; other
-    loaders and ``trim`` hold the whole loaded image (``whole``). The scaled image is
-    copied to memory once (and once more by a step such as extend or a filter), and
-    the encoder holds at most the output's pixels.
-    """
+def working_memory(header: Header, e: Effective, p: Plan, shrink: float, frames: int,
+                   out: tuple[int, int], whole: bool, out_format: str, out_alpha: bool) -> int:
+    """The job's estimated peak memory (``memory_model.estimate``) from the header."""
+    turned = (header.orientation >= 5) != bool(e.rotate % 180)  # stored rows are plan columns
+    vscale = p.scale[0] if turned else p.scale[1]
     image = header.image
     if image is None:  # decoded outside libvips (foreign_load): up to 16-bit RGBA
         bands, depth = 4, 2
     else:
-        bands = image.bands + (0 if header.has_alpha else 1)  # room for an added alpha
-        depth = {"uchar": 1, "char": 1, "ushort": 2, "short": 2}.get(image.format, 4)
-    load_w = max(1, int(header.width / shrink))
-    load_h = max(1, int(header.height / shrink))
-    decoded = load_w * load_h if whole else load_w * min(load_h, 256)
-    scaled_w, scaled_h = scaled_size(p, *header.shown)
-    pixels = decoded * depth + 2 * scaled_w * scaled_h + out[0] * out[1]
-    return int(pixels * bands * frames * 1.25) + (4 << 20)
+        bands = image.bands + (1 if out_alpha and not header.has_alpha else 0)
+        depth = memory_model.sample_bytes(image.format)
+    return memory_model.estimate(
+        stored=(header.width, header.height), shown=header.shown, bands=bands, depth=depth,
+        shrink=shrink, p=p, vscale=vscale, frames=frames, out=out, whole=whole or header.whole,
+        held=header.held, out_format=out_format, out_alpha=out_alpha)

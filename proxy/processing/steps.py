@@ -26,6 +26,10 @@ MAX_SHARPEN_SIGMA = 10.0  # libvips' own upper bound for sharpen
 _EXIF_ANGLE = {3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
 
 
+def _unwatched(image: pyvips.Image) -> pyvips.Image:
+    return image
+
+
 @dataclass(frozen=True)
 class Context:
     """Per-request facts every step may read."""
@@ -36,6 +40,7 @@ class Context:
     output_format: str
     raw_size: tuple[int, int]  # the frame's full-resolution size (before shrink-on-load)
     watermark: bytes | None = None  # the server's watermark image
+    watch: Callable[[pyvips.Image], pyvips.Image] = _unwatched  # see ``cancel.KillSwitch``
 
     @property
     def keep_icc(self) -> bool:
@@ -98,7 +103,7 @@ def crop_source(image: pyvips.Image, ctx: Context) -> pyvips.Image:
     if gravity.type == "sm":
         w, h = (p.crop[1], p.crop[0]) if turned else p.crop
         w, h = min(image.width, max(1, round(w * fx))), min(image.height, max(1, round(h * fy)))
-        return _region(image.copy_memory().smartcrop(w, h, interesting="attention"),
+        return _region(ctx.watch(image.copy_memory()).smartcrop(w, h, interesting="attention"),
                        (round(w / fx), round(h / fy)))
     x, y = gravity_offset(gravity, shown, p.crop, 1.0)
     rect = (x, y, *p.crop)
@@ -129,7 +134,7 @@ def scale(image: pyvips.Image, ctx: Context) -> pyvips.Image:
                     else ctx.raw_size)
     hscale, vscale = sx * raw_w / image.width, sy * raw_h / image.height
     if abs(hscale - 1) < 1e-6 and abs(vscale - 1) < 1e-6:
-        return image.copy_memory()
+        return ctx.watch(image.copy_memory())
     interpretation = image.interpretation
     if ctx.options.linear_colorspace:  # IMGPROXY_USE_LINEAR_COLORSPACE: resize light
         image = image.colourspace("scrgb")
@@ -139,7 +144,7 @@ def scale(image: pyvips.Image, ctx: Context) -> pyvips.Image:
         image = image.resize(hscale, vscale=vscale)
     if ctx.options.linear_colorspace:
         image = image.colourspace(interpretation).cast("uchar")
-    return image.copy_memory()  # small now; the next steps need random access
+    return ctx.watch(image.copy_memory())  # small now; the next steps need random access
 
 
 def resize_premultiplied(image: pyvips.Image, hscale: float, vscale: float) -> pyvips.Image:

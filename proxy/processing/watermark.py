@@ -57,7 +57,7 @@ def spacing(offset: float, dpr: float, size: int) -> int:
     """A ``re`` offset as the room between tiles: pixels (times dpr) when >= 1, else a
     share of the image's side (imgproxy's rounding, half to even)."""
     room = round(offset * dpr) if abs(offset) >= 1 else round(size * offset)
-    return max(0, room)
+    return max(0, min(room, size))  # more room than the image tiles nothing more
 
 
 def replicate(mark: pyvips.Image, width: int, height: int, pad_x: int, pad_y: int
@@ -79,13 +79,17 @@ def _fit(mark: pyvips.Image, width: int, height: int) -> pyvips.Image:
     return mark.premultiply().resize(factor).unpremultiply().cast("uchar")
 
 
+MAX_SCALE = 4.0
+
+
 def apply(image: pyvips.Image, data: bytes, w: Watermark, dpr: float) -> pyvips.Image:
     """``image`` (8-bit sRGB or grey, any alpha) with the watermark composited on it: a
     grey image stays grey under a grey watermark and turns sRGB under a colour one."""
     image, mark = matching(image, decoded(data))
-    if w.scale > 0:
-        mark = _fit(mark, max(1, round(image.width * w.scale)),
-                    max(1, round(image.height * w.scale)))
+    if w.scale > 0:  # at most 4x the image: a larger mark only adds pixels nobody sees
+        scale = min(w.scale, MAX_SCALE)
+        mark = _fit(mark, max(1, round(image.width * scale)),
+                    max(1, round(image.height * scale)))
     x, y = round(w.x * dpr), round(w.y * dpr)
     if w.opacity < 1:
         mark = (mark * ([1] * (mark.bands - 1) + [w.opacity])).cast("uchar")

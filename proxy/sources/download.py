@@ -12,11 +12,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Awaitable
 
-from ..errors import ProxyError, SourceIncomplete, SourceTimeout, SourceTooLarge
+from ..errors import (
+    ProxyError,
+    SourceIncomplete,
+    SourceTimeout,
+    SourceTooLarge,
+    SourceUnreachable,
+)
 from .base import Body
 from .stream import SourceStream
+
+log = logging.getLogger("vipsgate.sources")
 
 
 async def download(opening: Awaitable[Body], stream: SourceStream, max_bytes: int,
@@ -27,9 +36,13 @@ async def download(opening: Awaitable[Body], stream: SourceStream, max_bytes: in
     except ProxyError as exc:
         stream.fail(exc)
         return
-    except BaseException as exc:
-        stream.fail(SourceIncomplete(f"Download of {url} stopped: {exc!r}"))
+    except asyncio.CancelledError:
+        stream.fail(SourceIncomplete(f"Download of {url} stopped"))
         raise
+    except Exception as exc:  # a client library's own error: typed here, logged once
+        log.warning("opening %s failed: %r", url, exc)
+        stream.fail(SourceUnreachable(f"Opening {url} failed: {exc!r}"))
+        return
     stream.open(body.meta)
     await pump(body, stream, max_bytes, url)
 
@@ -65,8 +78,11 @@ async def pump(body: Body, stream: SourceStream, max_bytes: int, url: str) -> No
         stream.fail(SourceTimeout(f"Downloading {url} took longer than allowed"))
     except ProxyError as exc:
         stream.fail(exc)
-    except BaseException as exc:  # cancelled: nobody reads it any more
-        stream.fail(SourceIncomplete(f"Download of {url} stopped: {exc!r}"))
+    except asyncio.CancelledError:  # nobody reads it any more
+        stream.fail(SourceIncomplete(f"Download of {url} stopped"))
         raise
+    except Exception as exc:  # a client library's own error: typed here, logged once
+        log.warning("download of %s failed: %r", url, exc)
+        stream.fail(SourceIncomplete(f"Download of {url} failed: {exc!r}"))
     finally:
         await body.close()

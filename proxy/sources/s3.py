@@ -18,6 +18,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import (
@@ -149,8 +150,10 @@ def s3_errors(url: str, timeout: float) -> Iterator[None]:
         raise SourceTimeout(f"Downloading {url} took longer than {timeout}s") from None
     except ClientError as exc:
         raise client_error(exc, url) from None
-    except (IncompleteReadError, ResponseStreamingError) as exc:
+    except (IncompleteReadError, ResponseStreamingError, aiohttp.ClientPayloadError) as exc:
         raise SourceIncomplete(f"S3 body of {url} was cut short: {exc}") from None
+    except aiohttp.ClientError as exc:
+        raise SourceUnreachable(f"S3 request for {url} failed: {exc}") from None
     except BotoCoreError as exc:  # connection errors, missing credentials, ...
         raise SourceUnreachable(f"S3 request for {url} failed: {exc}") from None
 
