@@ -125,12 +125,14 @@ class Server:
     processes: int = 1
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    preexec: Callable[[], None] | None = None  # run in the child before it starts
 
     def start(self) -> Server:
         env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([*self.argv, "--port", str(self.port)], env=env,
-                                     stdout=log, stderr=log, cwd=ROOT)
+                                     stdout=log, stderr=log, cwd=ROOT,
+                                     preexec_fn=self.preexec)
         log.close()
         wait_until_listening(self.port, self.proc, self.log_path, self.marker, self.processes)
         return self

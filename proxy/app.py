@@ -64,7 +64,8 @@ def create_app(settings: Settings) -> web.Application:
     sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor, spare)
     budget = MemoryBudget(auto_limit(s.result_cache_bytes + s.source_cache_bytes)
                           if s.memory_budget == "auto" else int(s.memory_budget))
-    admission = Admission(s.worker_count, s.requests_queue_size, budget=budget)
+    admission = Admission(s.worker_count, s.requests_queue_size, budget=budget,
+                          per_origin=s.origin_places)
     mark = Asset("IMGPROXY_WATERMARK", s.watermark_data, s.watermark_path, s.watermark_url)
     verifier, tracer = Verifier(s), Tracer(s.otel)
     tier = open_tier(s, metrics.registry, lambda: mark.fingerprint)

@@ -140,7 +140,7 @@ class ImageHandler:
             return None
         conditions = origin_conditions(request.headers, key, self.settings,
                                        self.watermark.fingerprint)
-        async with self.admission.admit():
+        async with self.admission.admit(url.source.origin):
             if conditions:  # the origin decides (its 304 is ours)
                 fetched = await self.fetcher.if_changed(url.source, e.max_src_file_size, report,
                                                         conditions)
@@ -207,7 +207,7 @@ class ImageHandler:
         """Fetch (unless given) and process."""
         e = url.effective
         deadline = time.monotonic() + self.timeout
-        async with self.admission.admit(), \
+        async with self.admission.admit(url.source.origin), \
                 self.fetcher.incoming(url.source, e.max_src_file_size, report, fetched) as source:
             started = time.perf_counter()
             with self.tracer.span("vipsgate.process") as span:

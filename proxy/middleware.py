@@ -92,8 +92,9 @@ def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle
         if settings.allow_origin:
             response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
             response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"  # imgproxy's
-        if lifecycle.draining:
-            response.force_close()  # keep-alive clients reconnect to another instance
+        if lifecycle.draining or not settings.keep_alive_timeout:
+            # draining: keep-alive clients reconnect to another instance; 0: keep-alive off
+            response.force_close()
         return response
 
     return middleware

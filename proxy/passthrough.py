@@ -45,7 +45,7 @@ class Passthrough:
         e = url.effective
         forwarded = {name: request.headers[name] for name in FORWARDED
                      if name in request.headers}
-        async with self.admission.admit():
+        async with self.admission.admit(url.source.origin):
             relayed = await self.sources.relay(url.source, forwarded, e.max_src_file_size)
         if relayed.status >= 400:
             error = SourceNotFound if relayed.status in (404, 410) else SourceUnreachable

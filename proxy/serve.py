@@ -14,6 +14,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -34,7 +35,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
     (before libvips is loaded: its threads do not survive a fork). The ports are bound
     before anything starts, and a busy one stops start-up (``ListenError``)."""
     _limit_arenas()
+    from .connections import raise_descriptor_limit
     from .listen import close, listen
+    descriptors = raise_descriptor_limit()  # before forking: every process inherits it
     n = settings.processes
     sockets = listen(host, port, n)
     metrics_sockets = None
@@ -66,7 +69,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
     sys.setswitchinterval(0.001)  # hand the GIL to finished libvips threads sooner
     app = create_app(settings)
     main = _serve(app, settings, host, sockets[index],
-                  metrics_sockets[index] if metrics_sockets else [], full_banner=index == 0)
+                  metrics_sockets[index] if metrics_sockets else [], descriptors,
+                  full_banner=index == 0)
     try:
         import uvloop
         uvloop.run(main)
@@ -142,7 +146,7 @@ def _fork_servers(count: int, release: Callable[[], None]) -> int | ExitCode:
 
 async def _serve(app: web.Application, settings: Settings, host: str,
                  sockets: list[socket.socket], metrics_sockets: list[socket.socket],
-                 full_banner: bool = True) -> None:
+                 descriptors: tuple[int, int], full_banner: bool = True) -> None:
     """Serve on ``sockets`` until SIGTERM/SIGINT, then shut down gracefully:
 
     1. ``/ready`` answers 503 (and responses close their connection) while the server
@@ -151,28 +155,38 @@ async def _serve(app: web.Application, settings: Settings, host: str,
     2. The listener closes; in-flight requests get ``IMGPROXY_GRACEFUL_STOP_TIMEOUT``
        seconds to finish, then the app's cleanup closes the worker pool and sources.
     """
+    from .connections import ConnectionGuard, client_cap, describe, listen_guarded
     from .metrics import metrics_app
     from .middleware import LIFECYCLE, METRICS
     log = logging.getLogger("vipsgate")
     metrics, lifecycle = app[METRICS], app[LIFECYCLE]
+    cap, reserved = client_cap(settings, descriptors[0])
+    guard = ConnectionGuard(cap, settings.read_request_timeout,
+                            settings.write_response_timeout, metrics.registry)
+    handler_args: dict[str, Any] = {"access_log": None,
+                                    "keepalive_timeout": settings.keep_alive_timeout}
     # handler_cancellation: a client that hangs up leaves the cache flight it waited on;
     # when nobody else waits for that result, its queued work is never started
     # shutdown_timeout: aiohttp waits this long for handlers, then as long again after
     # cancelling the request payload (which does not stop a handler that has read it);
     # half each makes IMGPROXY_GRACEFUL_STOP_TIMEOUT the total before handlers are cancelled
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                           shutdown_timeout=settings.graceful_stop_timeout / 2)
+    # the connections are guarded (connections.py: head deadline, cap); aiohttp's
+    # keepalive_timeout closes idle ones
+    runner = web.AppRunner(app, handler_cancellation=True,
+                           shutdown_timeout=settings.graceful_stop_timeout / 2, **handler_args)
+    listeners: list[asyncio.AbstractServer] = []
     try:
         await runner.setup()  # starts the app's cleanup contexts
-        for sock in sockets:
-            await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        listeners = await listen_guarded(runner, sockets, guard, BACKLOG, **handler_args)
     except BaseException:
+        for listener in listeners:
+            listener.close()
         await runner.cleanup()  # closes the resources that did start
         raise
     runners = [runner]
     if metrics_sockets:  # a separate listener, stopped last
-        metrics_runner = web.AppRunner(metrics_app(metrics), access_log=None,
-                                       shutdown_timeout=1)
+        metrics_runner = web.AppRunner(metrics_app(metrics), shutdown_timeout=1,
+                                       **handler_args)
         await metrics_runner.setup()
         for sock in metrics_sockets:
             await web.SockSite(metrics_runner, sock).start()
@@ -181,6 +195,8 @@ async def _serve(app: web.Application, settings: Settings, host: str,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signals.put_nowait, sig)
+    if full_banner:
+        log.info("%s", describe(guard, settings, descriptors, reserved))
     _banner(settings, host, sockets[0].getsockname()[1], full_banner)
     if metrics_sockets:
         metrics_host, metrics_port = metrics_sockets[0].getsockname()[:2]
@@ -196,8 +212,11 @@ async def _serve(app: web.Application, settings: Settings, host: str,
                 await signals.get()  # a second signal ends the delay early
     log.info("closing the listener; finishing %d in-flight requests (up to %.3gs)",
              metrics.in_flight, settings.graceful_stop_timeout)
+    for listener in listeners:
+        listener.close()
     for each in runners:
         await each.cleanup()
+    guard.close()
     log.info("stopped")
 
 

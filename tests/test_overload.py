@@ -17,7 +17,9 @@ from vipsgate.app import POOL
 from vipsgate.probes import ADMISSION
 from vipsgate.workers import WorkerPool
 
-ORIGIN_ENV = {**LOOPBACK, "IMGPROXY_DOWNLOAD_TIMEOUT": "30"}
+# one origin may fill the whole queue here (test_slow_origins.py tests the per-origin share)
+ORIGIN_ENV = {**LOOPBACK, "IMGPROXY_DOWNLOAD_TIMEOUT": "30",
+              "VIPSGATE_MAX_QUEUE_SHARE_PER_ORIGIN": "1"}
 
 
 @pytest.fixture

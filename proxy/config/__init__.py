@@ -12,6 +12,7 @@ one-line message naming the variable.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -64,6 +65,31 @@ class Settings(CompatSettings, ObservabilitySettings, CloudTierSettings, TierSet
         """``IMGPROXY_WORKERS``, or imgproxy's default: two per CPU (shared by the processes).
         Two per CPU keep the cores busy while a worker holds the GIL for pyvips' Python."""
         return self.workers or max(1, 2 * available_cpus() // self.processes)
+
+    @property
+    def queue_capacity(self) -> int:
+        """Requests admitted at once: workers + ``IMGPROXY_REQUESTS_QUEUE_SIZE`` (0 =
+        unbounded)."""
+        return self.worker_count + self.requests_queue_size if self.requests_queue_size else 0
+
+    @property
+    def origin_places(self) -> int:
+        """Places of the queue the requests for one origin may hold (0 = no limit)."""
+        capacity = self.queue_capacity
+        if not capacity or self.max_queue_share_per_origin >= 1:
+            return 0
+        return max(1, math.ceil(capacity * self.max_queue_share_per_origin))
+
+    @property
+    def origin_connections(self) -> tuple[int, int]:
+        """The origins' connection pool: ``(total, per host)``. Every admitted request may
+        be downloading at once, so the total is the queue's capacity and a few more (256
+        for an unbounded queue): never the bottleneck. Per host: the same share of it as
+        of the queue, unless ``VIPSGATE_MAX_ORIGIN_CONNECTIONS`` says."""
+        total = self.queue_capacity + 16 if self.queue_capacity else 256
+        per_host = self.max_origin_connections or math.ceil(
+            total * self.max_queue_share_per_origin)
+        return total, max(1, min(per_host, total))
 
     @property
     def host_port(self) -> tuple[str, int]:

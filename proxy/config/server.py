@@ -15,6 +15,7 @@ from .values import (
     networks,
     number,
     setting,
+    share,
     size_or_auto,
 )
 
@@ -39,6 +40,11 @@ class ServerSettings:
     requests_queue_size: int = setting(
         64, "IMGPROXY_REQUESTS_QUEUE_SIZE", parse=integer(0),
         doc="Requests waiting for a worker before 429 (0 = unbounded; imgproxy's default)")
+    max_queue_share_per_origin: float = setting(
+        0.5, "VIPSGATE_MAX_QUEUE_SHARE_PER_ORIGIN", parse=share,
+        doc="Share of the places (workers + queue) the requests for one origin may hold "
+            "(its host; for `s3://` its bucket); past it that origin's requests get 429. "
+            "1 = no per-origin limit")
     memory_budget: int | str = setting(
         "auto", "VIPSGATE_MEMORY_BUDGET", parse=size_or_auto,
         doc="Memory for work in flight: source bytes held by downloads plus images being "
@@ -47,6 +53,24 @@ class ServerSettings:
             "limit); 0 = off")
     timeout: float = setting(10.0, "IMGPROXY_TIMEOUT", parse=number(0.1),
                              doc="Deadline for a whole request in seconds (503 after it)")
+    max_clients: int = setting(
+        2048, "IMGPROXY_MAX_CLIENTS", parse=integer(0),
+        doc="Client connections open at once per process, lowered to fit the file "
+            "descriptor limit (raised to its hard limit at start); past it the connection "
+            "waiting longest for a request is closed, or the new one gets 503 when all have "
+            "a request in flight. 0 = as many as the descriptor limit allows")
+    read_request_timeout: float = setting(
+        10.0, "IMGPROXY_READ_REQUEST_TIMEOUT", parse=number(0.1),
+        doc="Seconds a client has to send a complete request head, from connecting (or "
+            "from the first byte of a later request on the connection)")
+    write_response_timeout: float = setting(
+        10.0, "IMGPROXY_WRITE_RESPONSE_TIMEOUT", parse=number(0.1),
+        doc="Seconds to send a response once it is ready; a client reading slower is "
+            "cut off")
+    keep_alive_timeout: float = setting(
+        10.0, "IMGPROXY_KEEP_ALIVE_TIMEOUT", parse=number(0),
+        doc="Seconds an idle client connection is kept open between requests (0 = "
+            "keep-alive off); keep it above a load balancer's idle timeout")
     graceful_stop_timeout: float = setting(
         20.0, "IMGPROXY_GRACEFUL_STOP_TIMEOUT", parse=number(0),
         doc="Seconds to finish in-flight requests after SIGTERM")

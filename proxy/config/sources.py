@@ -20,6 +20,14 @@ class SourceSettings:
         (), "IMGPROXY_S3_ALLOWED_BUCKETS", parse=items, doc="Only these buckets (all if empty)")
     download_timeout: float = setting(5.0, "IMGPROXY_DOWNLOAD_TIMEOUT", parse=number(0.1),
                                       doc="Seconds to download a source (504 after it)")
+    max_origin_connections: int = setting(
+        0, "VIPSGATE_MAX_ORIGIN_CONNECTIONS", parse=integer(0),
+        doc="Connections open at once to one origin host (0 = "
+            "`VIPSGATE_MAX_QUEUE_SHARE_PER_ORIGIN` of the pool, which holds as many as "
+            "the queue admits, plus 16)")
+    client_keep_alive_timeout: float = setting(
+        15.0, "IMGPROXY_CLIENT_KEEP_ALIVE_TIMEOUT", parse=number(0),
+        doc="Seconds an idle origin connection is kept for reuse (imgproxy: 90)")
     max_redirects: int = setting(10, "IMGPROXY_MAX_REDIRECTS", parse=integer(0, 100),
                                  doc="Redirects followed for HTTP sources")
     user_agent: str = setting("vipsgate/0.1", "IMGPROXY_USER_AGENT",

@@ -21,7 +21,6 @@ TRACES = ("traces through OpenTelemetry's own `OTEL_*` variables with `VIPSGATE_
           "origins get the trace context")
 REPORTS = "errors go to the log (one line per request, `VIPSGATE_LOG_FORMAT=json`)"
 SYSLOG = "logs go to stdout and stderr (collect them there)"
-SERVER = "aiohttp's server defaults apply"
 INFO = "the `/info` endpoint is an imgproxy Pro feature"
 COOKIES = ("results are cached and shared between clients: an image one client's cookies "
            "unlocked must not be served to others")
@@ -30,12 +29,6 @@ CLOUD_CREDENTIALS = "AWS credentials come from the standard chain (environment, 
 #: imgproxy's open-source settings vipsgate does not read
 OPEN_SOURCE: dict[str, str] = {
     "IMGPROXY_NETWORK": "TCP only (`VIPSGATE_BIND`), no Unix sockets",
-    "IMGPROXY_READ_REQUEST_TIMEOUT": SERVER,
-    "IMGPROXY_WRITE_RESPONSE_TIMEOUT": SERVER,
-    "IMGPROXY_KEEP_ALIVE_TIMEOUT": f"{SERVER} (75 s keep-alive)",
-    "IMGPROXY_CLIENT_KEEP_ALIVE_TIMEOUT": "aiohttp's client pool defaults apply",
-    "IMGPROXY_MAX_CLIENTS": "connections are not capped; the request queue "
-                            "(`IMGPROXY_REQUESTS_QUEUE_SIZE`) bounds the work",
     "IMGPROXY_SO_REUSEPORT": "on whenever `VIPSGATE_PROCESSES` > 1",
     "IMGPROXY_ALLOWED_INFO_OPTIONS": INFO,
     "IMGPROXY_INFO_ONLY_PRESETS": INFO,

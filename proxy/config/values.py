@@ -42,6 +42,14 @@ def number(minimum: float = 0.0) -> Parser:
     return parse
 
 
+def share(text: str) -> float:
+    """A fraction of a whole: ``0.5``; more than 0, at most 1."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError("expected a number more than 0 and at most 1")
+    return value
+
+
 _UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
           "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ..errors import InvalidSource
 from .allowlist import AllowList
@@ -27,7 +27,7 @@ from .stream import SourceStream
 
 __all__ = ["AllowList", "Body", "Fetched", "Relayed", "Source", "SourceMeta", "SourceRef",
            "SourceStream", "Sources", "Unchanged", "check_size", "content_etag", "download",
-           "pump", "scheme_of"]
+           "origin_of", "pump", "scheme_of"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -43,12 +43,24 @@ def content_etag(data: bytes) -> str:
     return f'"b2-{hashlib.blake2b(data, digest_size=16).hexdigest()}"'
 
 
+def origin_of(scheme: str, parts: SplitResult) -> str:
+    """Who serves a source, for per-origin limits: ``http:<host>`` for either HTTP scheme
+    (any port), ``s3:<bucket>``; the host as written, lower-cased. "" for ``local:///``:
+    the disk is no remote origin that can stall."""
+    if scheme == "local":
+        return ""
+    family = "http" if scheme == "https" else scheme
+    return f"{family}:{(parts.hostname or '').rstrip('.')}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceRef:
-    """A source URL that passed ``Sources.check``: its scheme is on and it is allowed."""
+    """A source URL that passed ``Sources.check``: its scheme is on and it is allowed.
+    ``origin``: who serves it (``origin_of``; "" for none)."""
 
     url: str
     scheme: str
+    origin: str = ""
 
 
 class Sources:
@@ -99,14 +111,14 @@ class Sources:
         its scheme is off, or it is not allowed."""
         scheme = scheme_of(url)
         try:
-            urlsplit(url)
+            parts = urlsplit(url)
         except ValueError as exc:
             raise InvalidSource(f"Invalid source URL: {exc}") from None
         if scheme not in self.schemes:
             raise InvalidSource(f"Unknown or disabled source scheme: {scheme or url[:20]}")
         if self.allowed is not None and not self.allowed.allows(url):
             raise InvalidSource(f"Source URL is not allowed: {url[:500]}")
-        return SourceRef(url, scheme)
+        return SourceRef(url, scheme, origin_of(scheme, parts))
 
     async def open(self, ref: SourceRef, max_bytes: int) -> Body:
         """The source's response, its body unread (see ``download.pump``)."""

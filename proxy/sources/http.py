@@ -129,10 +129,13 @@ class HttpSource:
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpSource:
+        total, per_host = self.settings.origin_connections  # one slow origin cannot take all
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self.policy, DefaultResolver()),
-            socket_factory=guarded_socket_factory(self.policy),
-            limit=max(10, 2 * self.settings.worker_count), ttl_dns_cache=10)
+            socket_factory=guarded_socket_factory(self.policy), limit=total,
+            limit_per_host=per_host, ttl_dns_cache=10,
+            keepalive_timeout=self.settings.client_keep_alive_timeout or None,
+            force_close=not self.settings.client_keep_alive_timeout)
         self.session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout,

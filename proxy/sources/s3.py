@@ -1,9 +1,10 @@
 """``s3://bucket/key[?versionId=ID]`` through one long-lived aiobotocore client.
 
 The client is created when the app starts and closed when it stops; its
-connection pool is sized to the workers (the worker slot is held while a source
-downloads, so that bounds concurrent S3 reads). Credentials come from the standard
-AWS chain (environment, shared files, container/instance roles).
+connection pool holds as many connections as requests can be admitted (a place in the
+queue is held while a source downloads, so that bounds concurrent S3 reads).
+Credentials come from the standard AWS chain (environment, shared files,
+container/instance roles).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class S3Source:
         options: dict[str, Any] = {}
         if s.s3_endpoint:  # MinIO and friends want path-style addressing
             options["s3"] = {"addressing_style": "path"}
-        return AioConfig(max_pool_connections=max(10, 2 * s.worker_count),
+        return AioConfig(max_pool_connections=s.origin_connections[0],
                          connect_timeout=self.timeout, read_timeout=self.timeout,
                          retries={"max_attempts": 2, "mode": "standard"}, **options)
 
