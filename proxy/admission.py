@@ -28,15 +28,19 @@ class Admission:
     def full(self) -> bool:
         return bool(self.capacity) and self.admitted >= self.capacity
 
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Hold a place in the queue, or raise 429 at once when there is none."""
+    def check(self) -> None:
+        """Raise what new work gets now: 429 (queue full), 503 (memory budget used up)."""
         if self.full:
             raise TooManyRequests("Request queue is full",
                                   headers={"Retry-After": str(self.retry_after)})
         if self.budget.over:
             raise Overloaded(f"Memory budget used up ({self.budget.used >> 20} MiB)",
                              headers={"Retry-After": str(self.retry_after)})
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold a place in the queue, or raise 429 at once when there is none."""
+        self.check()
         self.admitted += 1
         try:
             yield
