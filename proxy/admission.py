@@ -35,10 +35,9 @@ class Admission:
     def full(self) -> bool:
         return bool(self.capacity) and self.admitted >= self.capacity
 
-    @contextlib.asynccontextmanager
-    async def admit(self, origin: str = "") -> AsyncIterator[None]:
-        """Hold a place in the queue, or raise 429 at once when there is none (for
-        ``origin``: "" counts against no origin's share)."""
+    def check(self, origin: str = "") -> None:
+        """Raise what new work for ``origin`` gets now: 429 (queue full, or the origin's
+        share of it held), 503 (memory budget used up)."""
         if self.full:
             raise TooManyRequests("Request queue is full",
                                   headers={"Retry-After": str(self.retry_after)})
@@ -50,9 +49,15 @@ class Admission:
         if self.budget.over:
             raise Overloaded(f"Memory budget used up ({self.budget.used >> 20} MiB)",
                              headers={"Retry-After": str(self.retry_after)})
+
+    @contextlib.asynccontextmanager
+    async def admit(self, origin: str = "") -> AsyncIterator[None]:
+        """Hold a place in the queue, or raise 429 at once when there is none (for
+        ``origin``: "" counts against no origin's share)."""
+        self.check(origin)
         self.admitted += 1
         if origin:
-            self.by_origin[origin] = held + 1
+            self.by_origin[origin] = self.by_origin.get(origin, 0) + 1
         try:
             yield
         finally:

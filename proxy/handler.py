@@ -37,6 +37,7 @@ from .processing.pipeline import Result, process
 from .resolve import Effective, Resolved, Resolver
 from .respond import HeaderMemo, Responder
 from .results import CachedResult, ResultKey, result_key
+from .shedding import Shedder
 from .sources import Fetched, SourceMeta, Unchanged
 from .sources.stream import Reader
 from .tier import Tier
@@ -68,6 +69,7 @@ class ImageHandler:
         self.budget = admission.budget
         self.tier, self.passthrough, self.fallback = tier, passthrough, fallback
         self.timeout = s.timeout
+        self.shedder = Shedder(admission, results, direct=not tier.name, max_hold=s.timeout)
         # browsers send a handful of Accept values: parse each once
         self.negotiate = functools.lru_cache(maxsize=1024)(functools.partial(
             negotiate, auto_webp=s.auto_webp, auto_avif=s.auto_avif,
@@ -91,6 +93,7 @@ class ImageHandler:
             try:
                 entry, outcome = await self.compute(request, url, policy, memo.key, trace)
             except ProxyError as exc:
+                self.shedder.refused(memo.key, exc)
                 if not self.fallback.serves(exc):
                     raise
                 return await self.serve_fallback(exc, url, policy, memo.key, trace)
@@ -112,11 +115,15 @@ class ImageHandler:
                       key: ResultKey, trace: RequestTrace) -> tuple[CachedResult, Outcome]:
         """A result that is not cached: revalidate, then produce it (coalesced), in time.
         The trace context for origin requests is bound here: the tasks this starts (the
-        coalesced job, its download) copy it."""
+        coalesced job, its download) copy it. Overload is shed first (``shedding``)."""
+        held = await self.shedder.hold(key)  # (at most the timeout; it counts against it)
+        if held:
+            trace.stages["held"] = held
+        self.shedder.check(key, url.source.origin)
         trace_context.bind(self.tracer.outgoing(request.headers))
         name = self.tier.key(key, request.headers)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout - held):
                 fetched = await self.revalidate(request, url, policy, key, trace, name)
                 return await self.results.get_or_compute(
                     key, lambda: self.produce(url, policy, key, fetched, name))
