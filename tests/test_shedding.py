@@ -22,7 +22,8 @@ from vipsgate.probes import ADMISSION
 from vipsgate.shedding import Shedder
 
 ENV = {**LOOPBACK, "IMGPROXY_DOWNLOAD_TIMEOUT": "30", "IMGPROXY_TIMEOUT": "30",
-       "IMGPROXY_WORKERS": "1", "IMGPROXY_REQUESTS_QUEUE_SIZE": "1"}  # 2 places in all
+       "IMGPROXY_WORKERS": "1", "IMGPROXY_REQUESTS_QUEUE_SIZE": "1",  # 2 places in all
+       "VIPSGATE_MAX_QUEUE_SHARE_PER_ORIGIN": "1"}  # one origin may hold both
 
 
 @pytest.fixture
