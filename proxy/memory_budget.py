@@ -5,14 +5,18 @@ Downloads ``hold`` the bytes they keep (retained for the originals cache or for 
 decoder that needs the whole file, or the window ahead of a streaming decoder) and
 ``give`` them back when dropped; a decoder ``reserve``s its estimated working memory
 from its worker thread before it decodes, waiting (its worker slot lent out) while
-the budget is used up. Admission refuses new work with 503 + ``Retry-After`` while
-the budget is over. Thread-safe: the event loop and worker threads share it.
+the budget is used up. Waiting reservations are served first come, first served: a
+new one never takes memory ahead of one that waits (else, with every decoder waiting
+and the slots lent out, whoever wakes first wins, and some wait until their deadline).
+Admission refuses new work with 503 + ``Retry-After`` while the budget is over.
+Thread-safe: the event loop and worker threads share it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections import deque
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -25,8 +29,13 @@ class MemoryBudget:
         self.limit = limit  # bytes; 0: no budget (nothing is counted)
         self.used = 0
         self.peak = 0
-        self.waiting = 0  # reservations waiting for memory now
         self._lock = threading.Condition()
+        self._queue: deque[object] = deque()  # waiting reservations, oldest first
+
+    @property
+    def waiting(self) -> int:
+        """Reservations waiting for memory now."""
+        return len(self._queue)
 
     @property
     def over(self) -> bool:
@@ -68,20 +77,22 @@ class MemoryBudget:
     def _take(self, nbytes: int, deadline: float | None,
               waiting: Callable[[], AbstractContextManager[None]] | None) -> None:
         with self._lock:
-            if self.used + nbytes <= self.limit:
+            if not self._queue and self.used + nbytes <= self.limit:
                 self.used += nbytes
                 self.peak = max(self.peak, self.used)
                 return
         with waiting() if waiting is not None else contextlib.nullcontext(), self._lock:
-            self.waiting += 1
+            ticket = object()
+            self._queue.append(ticket)
             try:
-                while self.used + nbytes > self.limit:
+                while self._queue[0] is not ticket or self.used + nbytes > self.limit:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         raise RequestTimeout("No memory for this image before the deadline")
                     self._lock.wait(left)
             finally:
-                self.waiting -= 1
+                self._queue.remove(ticket)
+                self._lock.notify_all()  # the next in line may fit now
             self.used += nbytes
             self.peak = max(self.peak, self.used)
 

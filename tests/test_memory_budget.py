@@ -35,6 +35,40 @@ def test_a_reservation_waits_until_memory_is_given_back():
     assert done.is_set() and budget.used == 0 and budget.peak == 80
 
 
+def test_waiting_reservations_are_served_in_order():
+    """A reservation that fits never overtakes one that waits (with every decoder
+    waiting and its slot lent, whoever woke first used to win, and some waited until
+    their deadline)."""
+    budget = MemoryBudget(100)
+    budget.hold(90)
+    order: list[str] = []
+    deadline = time.monotonic() + 10
+
+    def decoder(name: str, nbytes: int) -> None:
+        with budget.reserve(nbytes, deadline):
+            order.append(name)
+
+    first = threading.Thread(target=decoder, args=("first", 60))
+    first.start()
+    wait_until_sync(lambda: budget.waiting == 1)
+    second = threading.Thread(target=decoder, args=("second", 5))  # 90 + 5 fits now
+    second.start()
+    wait_until_sync(lambda: budget.waiting == 2)  # but it waits behind the first
+    assert order == []
+    budget.give(90)
+    first.join(10)
+    second.join(10)
+    assert order == ["first", "second"] and budget.used == 0 and budget.waiting == 0
+
+
+def wait_until_sync(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` from a test thread (threads, not the event loop, wait here)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.001)
+
+
 def test_what_can_never_fit_is_refused_and_a_deadline_ends_the_wait():
     budget = MemoryBudget(100)
     with pytest.raises(TooMuchMemory), budget.reserve(101, deadline=None):
@@ -103,7 +137,10 @@ async def test_a_decode_waits_for_memory_without_holding_its_worker(make_client,
     budget.hold(budget.limit - room)
     waiting = asyncio.create_task(client.get(signed("/rs:fit:2900:2900/plain/local:///a.jpg")))
     await wait_until(lambda: budget.waiting == 1)  # its decode waits for memory
-    small = await client.get(signed("/rs:fit:10:10/plain/local:///b.jpg"))
-    assert small.status == 200 and not waiting.done()  # the worker was free for it
+    small = asyncio.create_task(client.get(signed("/rs:fit:10:10/plain/local:///b.jpg")))
+    # the one worker was lent: the second job reached its reservation too, and waits
+    # behind the first (first come, first served) though it would fit
+    await wait_until(lambda: budget.waiting == 2)
+    assert not waiting.done() and not small.done()
     budget.give(budget.limit - room)
-    assert (await waiting).status == 200
+    assert (await waiting).status == 200 and (await small).status == 200
