@@ -107,7 +107,9 @@ class _Cache(Protocol):
 class _Budget(Protocol):
     limit: int
     used: int
-    waiting: int
+
+    @property
+    def waiting(self) -> int: ...
 
 
 class _Admission(Protocol):
