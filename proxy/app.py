@@ -61,7 +61,8 @@ def create_app(settings: Settings) -> web.Application:
                                           ratio)
     # spare threads: jobs that lend their slot while their source arrives (streaming)
     spare = min(s.requests_queue_size or 256, 256)
-    sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor, spare)
+    sources, pool = Sources(s), WorkerPool(s.worker_count, s.executor, spare,
+                                                   s.worker_niceness)
     budget = MemoryBudget(auto_limit(s.result_cache_bytes + s.source_cache_bytes)
                           if s.memory_budget == "auto" else int(s.memory_budget))
     admission = Admission(s.worker_count, s.requests_queue_size, budget=budget,

@@ -4,6 +4,7 @@ work nobody waits for is never started, and worker slots never undercount."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -191,3 +192,26 @@ async def test_the_app_trims_memory_only_while_idle(make_client):
     off = await make_client(IMGPROXY_FREE_MEMORY_INTERVAL="0")
     assert off.app[POOL].executor is not None
     assert sum(t.get_name() == "malloc-trim" for t in asyncio.all_tasks()) == 1
+
+
+def _own_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_workers_run_at_a_lower_cpu_priority_than_the_event_loop(executor):
+    """Pixel work yields the CPU to the event loop (VIPSGATE_WORKER_NICENESS), so
+    refusals, hits and probes are answered at once on a saturated CPU."""
+    pool = WorkerPool(workers=1, executor=executor, niceness=5)
+    await pool.start()
+    try:
+        worker, _ = await pool.run(_own_niceness)
+        assert worker == min(19, _own_niceness() + 5)
+        same = WorkerPool(workers=1, executor=executor, niceness=0)
+        await same.start()
+        try:
+            assert (await same.run(_own_niceness))[0] == _own_niceness()
+        finally:
+            same.shutdown()
+    finally:
+        pool.shutdown()

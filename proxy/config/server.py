@@ -33,6 +33,11 @@ class ServerSettings:
     executor: str = setting("thread", "VIPSGATE_EXECUTOR", parse=choice("thread", "process"),
                             doc="Where pixel work runs: `thread`s, or worker `process`es "
                                 "(no GIL contention with the event loop)")
+    worker_niceness: int = setting(
+        5, "VIPSGATE_WORKER_NICENESS", parse=integer(0, 19),
+        doc="How much lower the CPU priority of pixel work is than the event loop's (Linux "
+            "nice, per worker thread or process): refusals, hits and probes answer at once "
+            "on a saturated CPU, while the workers still get every idle cycle. 0 = equal")
     processes: int = setting(1, "VIPSGATE_PROCESSES", parse=integer(1, 256),
                              doc="Server processes sharing the port (SO_REUSEPORT), each with "
                                  "its own workers and caches (the cache sizes are split); "
