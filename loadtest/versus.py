@@ -219,6 +219,7 @@ def run_vs_peers(args: argparse.Namespace) -> dict:
             try:
                 stack.enter_context(peer.server)
             except RuntimeError as error:  # it did not start: skipped, with its log
+                peer.server.stop()
                 print(f"  ! {peer.name} did not start: {error}", file=sys.stderr)
                 report["skipped"][peer.name] = f"did not start: {error}"
                 peers.remove(peer)

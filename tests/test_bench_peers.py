@@ -180,3 +180,11 @@ def test_make_bench_runs_the_peers_and_installs_ipx():
     assert "--peers" not in limits and "npm" not in limits
     lock = json.loads((IPX_DIR / "package-lock.json").read_text())
     assert lock["packages"]["node_modules/ipx"]["version"] == "3.1.1"
+
+
+def test_a_peer_that_cannot_run_is_skipped_with_the_reason(versus, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    import loadtest.peer_ipx
+    monkeypatch.setattr(loadtest.peer_ipx, "IPX_DIR", tmp_path)  # no node_modules here
+    peers, skipped = versus.make_peers(["ipx", "nginx"], tmp_path, tmp_path, 2)
+    assert peers == [] and set(skipped) == {"ipx", "nginx"}
+    assert "skipping ipx" in skipped["ipx"] and "unknown peer 'nginx'" in skipped["nginx"]
