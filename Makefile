@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test lint bench loadtest memcheck install clean browser redis node \
+.PHONY: run test lint bench bench-ipx loadtest memcheck install clean browser redis node \
 	clients emulators image-check lock dist
 
 $(BIN)/python:
@@ -145,8 +145,32 @@ dist: $(STAMP)
 	$(BIN)/python -m uv build --quiet --out-dir dist
 	@ls dist
 
-bench: $(STAMP)
-	$(BIN)/python loadtest/bench.py $(ARGS)
+# ipx (npm ipx 3.1.1 on sharp, pinned in loadtest/ipx/package-lock.json), a peer of
+# `make bench`, with Debian's nodejs and npm when they are missing. Never fails: without
+# them the bench skips ipx and says so.
+bench-ipx:
+	@[ -f loadtest/ipx/node_modules/ipx/package.json ] || { \
+	  command -v npm >/dev/null || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	      echo "Installing Debian's nodejs and npm for ipx, a peer of make bench..."; \
+	      export DEBIAN_FRONTEND=noninteractive; \
+	      apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	        && apt-get install -y -qq nodejs npm >/dev/null 2>&1; }; \
+	    fi; }; \
+	  if command -v npm >/dev/null; then \
+	    echo "Installing ipx into loadtest/ipx/ (npm ci, once)..."; \
+	    npm ci --prefix loadtest/ipx --no-audit --no-fund --silent \
+	      --fetch-timeout=60000 --fetch-retries=1 >/dev/null 2>&1 \
+	      || echo "Could not install ipx: make bench will skip it"; \
+	  else \
+	    echo "npm not available: make bench will skip ipx"; \
+	  fi; }
+
+# The peers `make bench` compares vipsgate with; `make bench PEERS=` measures vipsgate
+# against its in-process limits instead.
+PEERS ?= thumbor,ipx
+bench: $(STAMP) $(if $(findstring ipx,$(PEERS)),bench-ipx)
+	$(BIN)/python loadtest/bench.py $(if $(PEERS),--peers $(PEERS)) $(ARGS)
 
 loadtest: $(STAMP)
 	$(BIN)/python loadtest/run_locust.py $(ARGS)
@@ -156,4 +180,4 @@ memcheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts dist build tests/clients/node_modules \
-	  tests/emulators/node_modules
+	  tests/emulators/node_modules loadtest/ipx/node_modules

@@ -1,6 +1,9 @@
-"""Throughput of the vipsgate server against the in-process libvips limit, in one run.
+"""Throughput of the vipsgate server against its peers, or against the in-process limit.
 
-    make bench ARGS="--json loadtest/results/bench.json --chart docs/bench.png"
+    make bench                   # --peers thumbor,ipx: issue 23's ratios (loadtest/versus.py)
+    make bench PEERS= ARGS="--json loadtest/results/bench.json --chart docs/bench.png"
+
+Without ``--peers`` (``make bench PEERS=``):
 
 For each workload the server (``python -m proxy serve`` in a subprocess, local:///
 sources in a temp dir) gets a fixed number of keep-alive connections for a fixed
@@ -9,8 +12,10 @@ without HTTP: vipsgate's ``proxy.processing.process``, plain
 ``pyvips.Image.thumbnail_buffer`` and Pillow's draft()+thumbnail (the yardstick).
 W5 (cache hits) is compared with a bare aiohttp handler returning the same bytes.
 
-``--vs-thumbor`` instead compares the server with thumbor 7.8 (loadtest/peers.py) on cold
-W1-W4, side by side in one run.
+``--peers thumbor,ipx`` instead compares the server with thumbor 7.8 and ipx 3 on cold
+W1-W4, the realistic mixes (loadtest/mix.py) and W5, side by side in one run, and prints
+issue 23's targets next to the ratios (loadtest/versus.py). ``--vs-thumbor`` is
+``--peers thumbor``.
 """
 
 from __future__ import annotations
@@ -18,14 +23,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -34,16 +38,15 @@ from loadtest.common import (
     RssSampler,
     Server,
     Stats,
-    cpu_seconds,
     http_load,
     prepare_libvips,
-    process_tree,
     signer,
     thread_load,
     vipsgate_server,
     write_sources,
 )
-from vipsgate.config import available_cpus
+from loadtest.mix import Mix
+from vipsgate.config import Settings
 
 prepare_libvips()
 MODERN_ACCEPT = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
@@ -169,7 +172,7 @@ def describe(stats: Stats) -> dict[str, float]:
             "cpu_ms_per_op": round(stats.cpu_per_op * 1000, 3)}
 
 
-def cold_paths(w: Workload, count: int, start: int = 0) -> Iterator[str]:
+def cold_paths(w: Workload | Mix, count: int, start: int = 0) -> Iterator[str]:
     """``count`` distinct URLs (cachebusters start, start + 1, ...): no cache can answer."""
     sign = signer()
     return iter([sign(w.path(n)) for n in range(start, start + count)])
@@ -219,143 +222,35 @@ def run(args: argparse.Namespace) -> dict:
             entry["ratio_vs_thumbnail"] = round(
                 entry["server"]["rps"] / entry["thumbnail_buffer"]["rps"], 3)
         if "W5" in args.only:
-            path = signer()(WORKLOADS[0].path())
-            body = fetch(server.port, path)
             entry = report["workloads"].setdefault(
                 "W5", {"title": "cache hit of W1 (same URL repeated)"})
-            entry["server"] = measure_server(server, itertools.repeat(path), args)
-            print(f"  W5 server           {fmt(entry['server'])}", flush=True)
-    if "W5" in args.only and not args.server_only:
+            entry.update(cache_hits(server, tmp, args, bare=not args.server_only))
+            if not args.server_only:
+                entry["ratio"] = round(entry["server"]["rps"] / entry["bare_aiohttp"]["rps"], 3)
+    return report
+
+
+def cache_hits(server: Server, tmp: Path, args: argparse.Namespace, bare: bool = True) -> dict:
+    """W5: W1's URL repeated on ``server``; then (``bare``) a bare aiohttp server that
+    returns the same bytes, with the same process count: the ceiling."""
+    path = signer()(WORKLOADS[0].path())
+    body = fetch(server.port, path)
+    result = {"server": measure_server(server, itertools.repeat(path), args)}
+    print(f"  W5 server           {fmt(result['server'])}", flush=True)
+    if bare:
         (tmp / "w5.jpg").write_bytes(body)
-        bare = Server([sys.executable, str(Path(__file__).with_name("bare_server.py")),
-                       str(tmp / "w5.jpg"), "--processes", str(args.processes)], {},
-                      tmp / "bare.log", processes=args.processes)
-        with bare:
-            entry["bare_aiohttp"] = measure_server(bare, itertools.repeat("/x"), args)
-        entry["ratio"] = round(entry["server"]["rps"] / entry["bare_aiohttp"]["rps"], 3)
-        print(f"  W5 bare aiohttp     {fmt(entry['bare_aiohttp'])}", flush=True)
-    return report
-
-
-def run_vs_thumbor(args: argparse.Namespace) -> dict:
-    """vipsgate against thumbor 7.8 (2 processes, Pillow), cold W1-W4, back to back.
-
-    vipsgate gets its usual keep-alive connections. thumbor gets the same number of
-    concurrent clients with ``Connection: close``: its processes share one listening
-    socket, and a keep-alive connection stays with whichever process accepted it, so
-    with keep-alive one process does most of the work while the other idles.
-    vipsgate is also measured with ``Connection: close``, to show what that costs.
-    """
-    from loadtest.peers import THUMBOR_URLS, thumbor_paths, thumbor_server
-    tmp = Path(tempfile.mkdtemp(prefix="vipsgate-bench-thumbor-"))
-    root = tmp / "images"
-    root.mkdir()
-    write_sources(root)
-    selected = [w for w in WORKLOADS if w.name in args.only and w.name in THUMBOR_URLS]
-    thumbor, versions = thumbor_server(root, tmp, processes=args.peer_processes)
-    report: dict = {"machine": {**machine(), **versions}, "settings": vars(args).copy(),
-                    "workloads": {}}
-    print(f"vipsgate vs thumbor {versions['thumbor']} (Pillow {versions['thumbor_pillow']}, "
-          f"{args.peer_processes} processes): {len(selected)} cold workloads, "
-          f"{args.duration:g}s each, {args.connections} connections (thumbor: "
-          "Connection: close); vipsgate: "
-          f"{args.processes} process(es) x {args.workers} worker thread(s)", flush=True)
-    sys.setswitchinterval(0.001)
-    server = vipsgate_server(root, tmp / "server.log", args.workers, args.processes)
-    with server, thumbor:
-        for w in selected:
-            entry = report["workloads"].setdefault(w.name, {"title": w.title})
-            count = int(args.max_rps * (args.duration + args.warmup + 1))
-            entry["output_bytes"] = {
-                "vipsgate": len(fetch(server.port, signer()(w.path(10**9)))),
-                "thumbor": len(fetch(thumbor.port, THUMBOR_URLS[w.name].format(n=10**9)))}
-            entry["server"] = measure_server(server, cold_paths(w, count), args)
-            print(f"  {w.name} vipsgate           {fmt(entry['server'])}", flush=True)
-            entry["server_close"] = measure_server(server, cold_paths(w, count, count),
-                                                   args, close=True)
-            print(f"  {w.name} vipsgate (close)   {fmt(entry['server_close'])}", flush=True)
-            entry["thumbor"] = measure_peer(thumbor, thumbor_paths(w.name), args, True)
-            print(f"  {w.name} thumbor (close)    {fmt(entry['thumbor'])}", flush=True)
-            if w is selected[0]:  # the balancing issue, shown once
-                entry["thumbor_keepalive"] = measure_peer(
-                    thumbor, thumbor_paths(w.name, 10**6), args, False)
-                print(f"  {w.name} thumbor (keep-alive) {fmt(entry['thumbor_keepalive'])}",
-                      flush=True)
-            entry["ratio_vs_thumbor"] = round(entry["server"]["rps"]
-                                              / max(entry["thumbor"]["rps"], 1e-9), 3)
-    ratios = [e["ratio_vs_thumbor"] for e in report["workloads"].values()]
-    report["geomean_ratio_vs_thumbor"] = round(math.prod(ratios) ** (1 / len(ratios)), 3)
-    return report
-
-
-def measure_peer(server: Server, paths: Iterator[str], args: argparse.Namespace,
-                 close: bool) -> dict:
-    """``measure_server`` plus each server process's share of the CPU time."""
-    assert server.proc is not None
-    children = process_tree(server.proc.pid)[1:]
-    before = [cpu_seconds(pid) for pid in children]
-    result = measure_server(server, paths, args, close)
-    spent = [cpu_seconds(pid) - b for pid, b in zip(children, before, strict=True)]
-    result["process_cpu_share"] = [round(x / max(sum(spent), 1e-9), 2) for x in spent]
+        ceiling = Server([sys.executable, str(Path(__file__).with_name("bare_server.py")),
+                          str(tmp / "w5.jpg"), "--processes", str(args.processes)], {},
+                         tmp / "bare.log", processes=args.processes)
+        with ceiling:
+            result["bare_aiohttp"] = measure_server(ceiling, itertools.repeat("/x"), args)
+        print(f"  W5 bare aiohttp     {fmt(result['bare_aiohttp'])}", flush=True)
     return result
 
 
-def vs_summary(report: dict) -> str:
-    """A Markdown table: vipsgate against thumbor per workload, and the geometric mean."""
-    lines = ["| workload | vipsgate req/s | thumbor req/s | ratio | vipsgate req/s, "
-             "`Connection: close` | CPU ms/req vipsgate / thumbor | output bytes "
-             "vipsgate / thumbor | peak RSS MB vipsgate / thumbor |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, e in report["workloads"].items():
-        s, t, c, b = e["server"], e["thumbor"], e["server_close"], e["output_bytes"]
-        lines.append(f"| {name} {e['title']} | {s['rps']:.1f} | {t['rps']:.1f} "
-                     f"| **{e['ratio_vs_thumbor']:.2f}** | {c['rps']:.1f} "
-                     f"| {s['cpu_ms_per_op']:.1f} / {t['cpu_ms_per_op']:.1f} "
-                     f"| {b['vipsgate']} / {b['thumbor']} "
-                     f"| {s['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} |")
-    lines.append(f"\nGeometric mean of the ratios: **{report['geomean_ratio_vs_thumbor']:.2f}**")
-    return "\n".join(lines)
-
-
-def vs_chart(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(report["workloads"])
-    fig, ax = plt.subplots(figsize=(8, 4))
-    series = [("server", "vipsgate (keep-alive)", "C0"),
-              ("server_close", "vipsgate (Connection: close)", "C9"),
-              ("thumbor", "thumbor 7.8 (Connection: close)", "C3")]
-    width = 0.27
-    for i, (key, label, color) in enumerate(series):
-        values = [report["workloads"][n][key]["rps"] for n in names]
-        ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=label,
-               color=color)
-    for x, n in enumerate(names):
-        e = report["workloads"][n]
-        top = max(e["server"]["rps"], e["server_close"]["rps"], e["thumbor"]["rps"])
-        ax.annotate(f"vipsgate / thumbor {e['ratio_vs_thumbor']:.2f}x", (x, top),
-                    ha="center", va="bottom", fontsize=8, xytext=(0, 3),
-                    textcoords="offset points")
-    ax.set_xticks(range(len(names)), [f"{n}\n{report['workloads'][n]['title']}"
-                                      .replace(" -> ", "\n-> ") for n in names], fontsize=7)
-    ax.set_ylabel("requests / s (cold, unique URLs)")
-    ax.margins(y=0.12)
-    ax.legend(fontsize=7)
-    s, m = report["settings"], report["machine"]
-    ax.set_title(f"vipsgate vs thumbor {m['thumbor']} (Pillow engine, {s['peer_processes']} "
-                 f"processes); geometric mean {report['geomean_ratio_vs_thumbor']:.2f}x\n"
-                 f"{m['cpus']} CPUs, vipsgate {s['processes']} process x {s['workers']} "
-                 f"workers, {s['connections']} connections, libvips {m['libvips']}",
-                 fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-
-
-def fetch(port: int, path: str) -> bytes:
+def fetch(port: int, path: str, timeout: float = 10.0) -> bytes:
     import urllib.request
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
         return answer.read()
 
 
@@ -434,13 +329,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--mix-duration", type=float, default=12.0,
+                        help="seconds per measurement of a mix (--peers)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int,
                         help="IMGPROXY_WORKERS per process (default: the server's, "
                              "2 x CPUs / processes)")
-    parser.add_argument("--processes", type=int, default=1, help="server processes")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5", type=lambda v: v.split(","))
+    parser.add_argument("--processes", type=int,
+                        help="server processes (default: the server's, VIPSGATE_PROCESSES)")
+    parser.add_argument("--only", type=lambda v: v.split(","),
+                        help="workloads (default: W1,W2,W3,W4,W5; with --peers also "
+                             "MIX,MIX-NOAVIF)")
     parser.add_argument("--max-rps", type=int, default=1500,
                         help="unique URLs prepared per second of a cold run")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -449,17 +349,28 @@ def main() -> int:
                         help="experiment: the server's sys.setswitchinterval")
     parser.add_argument("--server-only", action="store_true",
                         help="tuning: measure only the server (no limits, no table)")
-    parser.add_argument("--vs-thumbor", action="store_true",
-                        help="compare with thumbor 7.8 instead (installed once into "
-                             "loadtest/.peers/): cold W1-W4, no in-process limits")
-    parser.add_argument("--peer-processes", type=int, default=2,
-                        help="thumbor processes (--vs-thumbor)")
+    parser.add_argument("--peers", default="", type=lambda v: [p for p in v.split(",") if p],
+                        help="compare with these instead of the in-process limits: thumbor "
+                             "(7.8, installed once into loadtest/.peers/), ipx (3, installed "
+                             "by `make bench` with npm); one that cannot run is skipped")
+    parser.add_argument("--vs-thumbor", action="store_true", help="the same as --peers thumbor")
+    parser.add_argument("--peer-processes", type=int, default=2, help="thumbor processes")
+    parser.add_argument("--peer-keepalive-check", action="store_true",
+                        help="also measure thumbor with keep-alive on W1 (the balancing issue)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
     args = parser.parse_args()
-    args.workers = args.workers or max(1, 2 * available_cpus() // args.processes)
+    defaults = Settings()  # the server's own defaults, unless told otherwise
+    args.processes = args.processes or defaults.processes
+    args.workers = args.workers or replace(defaults, processes=args.processes).worker_count
     if args.vs_thumbor:
-        report = run_vs_thumbor(args)
+        args.peers = args.peers or ["thumbor"]
+    if args.only is None:
+        args.only = ["W1", "W2", "W3", "W4", *(["MIX", "MIX-NOAVIF"] if args.peers else []),
+                     "W5"]
+    if args.peers:
+        from loadtest.versus import run_vs_peers, vs_chart, vs_summary
+        report = run_vs_peers(args)
         print("\n" + vs_summary(report))
     else:
         report = run(args)
@@ -470,7 +381,7 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))
-    if args.chart and args.vs_thumbor and report["workloads"]:
+    if args.chart and args.peers and report["workloads"]:
         vs_chart(report, args.chart)
     elif args.chart and "W1" in report["workloads"]:
         chart(report, args.chart)

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.bench import MODERN_ACCEPT, WORKLOADS, cold_paths, describe
 from loadtest.common import KEY, SALT, RssSampler, Server, http_load, signer, write_sources
+from loadtest.mix import MIXES, write_mix_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,7 @@ def measure(server: Server, workload: str, args: argparse.Namespace, offset: int
     if workload == "W5":
         paths = itertools.repeat(signer()(WORKLOADS[0].path()))
     else:
-        w = next(w for w in WORKLOADS if w.name == workload)
+        w = next(w for w in [*WORKLOADS, *MIXES] if w.name == workload)
         paths = cold_paths(w, int(args.max_rps * (args.duration + args.warmup + 1)), offset)
     with RssSampler(server.proc.pid) as rss:
         stats = http_load(server.port, paths, args.connections, args.duration, args.warmup,
@@ -75,7 +76,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="the other checkout")
-    parser.add_argument("--only", default="W5,W1", type=lambda v: v.split(","))
+    parser.add_argument("--only", default="W5,W1", type=lambda v: v.split(","),
+                        help="W1-W5, MIX, MIX-NOAVIF")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -89,6 +91,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vipsgate-paired-"))
     (tmp / "images").mkdir()
     write_sources(tmp / "images")
+    if any(m.name in args.only for m in MIXES):  # the realistic mix (loadtest/mix.py)
+        write_mix_sources(tmp / "images")
     sides = {"after": ROOT, "before": args.before.resolve()}
     runs: dict[str, dict[str, list[dict]]] = {w: {s: [] for s in sides} for w in args.only}
     for round_ in range(args.rounds):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.common import Server, process_tree
+from loadtest.mix import MIXES
+from loadtest.mix import thumbor_path as mix_thumbor_path
 
 PEERS = Path(__file__).resolve().parent / ".peers"
 THUMBOR_VENV = PEERS / "thumbor-venv"
@@ -35,12 +37,23 @@ THUMBOR_URLS = {
 }
 
 
+class PeerUnavailable(Exception):
+    """A peer that cannot run here; the message says why and how to get it."""
+
+
+def thumbor_url(name: str, n: int) -> str:
+    """Request ``n`` of workload ``name`` (W1-W4 or a mix) in thumbor's grammar."""
+    if name in THUMBOR_URLS:
+        return THUMBOR_URLS[name].format(n=n)
+    mix = next(m for m in MIXES if m.name == name)
+    return mix_thumbor_path(mix.request(n), n)
+
+
 def thumbor_paths(name: str, start: int = 1) -> Iterator[str]:
     """Endless distinct thumbor URLs for workload ``name``."""
-    template = THUMBOR_URLS[name]
     n = start
     while True:
-        yield template.format(n=n)
+        yield thumbor_url(name, n)
         n += 1
 
 
@@ -167,8 +180,12 @@ def _signal_group(leader: subprocess.Popen, sig: int, wait: float) -> bool:
 
 
 def thumbor_server(root: Path, workdir: Path, processes: int = 2) -> tuple[ThumborServer, dict]:
-    """A ready-to-start thumbor server on ``root`` and the installed versions."""
-    python = ensure_thumbor()
+    """A ready-to-start thumbor server on ``root`` and the installed versions; raises
+    ``PeerUnavailable`` when thumbor cannot be installed here."""
+    try:
+        python = ensure_thumbor()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        raise PeerUnavailable(f"{error}; skipping thumbor") from error
     conf = write_conf(workdir / "thumbor.conf", root)
     argv = [str(python), "-m", "thumbor.server", "-c", str(conf), "-i", "127.0.0.1",
             "--processes", str(processes), "-l", "warning"]
