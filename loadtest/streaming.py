@@ -139,9 +139,12 @@ async def starve(server: Server, origin: Origin, run: str, duration: float) -> d
     assert server.proc and server.port
     w1 = next(w for w in WORKLOADS if w.name == "W1")
 
+    statuses: dict[str, dict[int, int]] = {}
+
     def load(offset: int) -> float:
         paths = cold_paths(w1, 4000, offset)
         stats = http_load(server.port or 0, paths, 32, duration, 1.0, {}, server.proc.pid)
+        statuses["alone" if offset == 0 else "with_slow"] = stats.statuses
         return stats.rate
 
     alone = await asyncio.to_thread(load, 0)
@@ -162,7 +165,7 @@ async def starve(server: Server, origin: Origin, run: str, duration: float) -> d
             task.cancel()
         await asyncio.gather(*slow, return_exceptions=True)
     return {"alone_rps": round(alone, 1), "with_slow_rps": round(busy, 1),
-            "ratio": round(busy / alone, 2)}
+            "ratio": round(busy / alone, 2), "w1_statuses": statuses}
 
 
 async def flood(server: Server, origin: Origin, run: str) -> dict[str, Any]:

@@ -84,11 +84,14 @@ class Settings(CompatSettings, ObservabilitySettings, CloudTierSettings, TierSet
     def origin_connections(self) -> tuple[int, int]:
         """The origins' connection pool: ``(total, per host)``. Every admitted request may
         be downloading at once, so the total is the queue's capacity and a few more (256
-        for an unbounded queue): never the bottleneck. Per host: the same share of it as
-        of the queue, unless ``VIPSGATE_MAX_ORIGIN_CONNECTIONS`` says."""
+        for an unbounded queue): one host cannot keep others waiting. Per host, unless
+        ``VIPSGATE_MAX_ORIGIN_CONNECTIONS`` says: twice the workers, at least 10. More
+        downloads from one origin than the workers can decode gain nothing, and streamed
+        ones each take a worker slot back whenever bytes arrive: 32 slow streams cut the
+        throughput of other requests to a quarter, 10 to two thirds
+        (``loadtest/streaming.py --only starve``)."""
         total = self.queue_capacity + 16 if self.queue_capacity else 256
-        per_host = self.max_origin_connections or math.ceil(
-            total * self.max_queue_share_per_origin)
+        per_host = self.max_origin_connections or max(10, 2 * self.worker_count)
         return total, max(1, min(per_host, total))
 
     @property

@@ -22,9 +22,8 @@ class SourceSettings:
                                       doc="Seconds to download a source (504 after it)")
     max_origin_connections: int = setting(
         0, "VIPSGATE_MAX_ORIGIN_CONNECTIONS", parse=integer(0),
-        doc="Connections open at once to one origin host (0 = "
-            "`VIPSGATE_MAX_QUEUE_SHARE_PER_ORIGIN` of the pool, which holds as many as "
-            "the queue admits, plus 16)")
+        doc="Connections open at once to one origin host (0 = 2 × workers, at least 10; "
+            "the pool holds as many as the queue admits, plus 16)")
     client_keep_alive_timeout: float = setting(
         15.0, "IMGPROXY_CLIENT_KEEP_ALIVE_TIMEOUT", parse=number(0),
         doc="Seconds an idle origin connection is kept for reuse (imgproxy: 90)")
