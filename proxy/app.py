@@ -39,6 +39,8 @@ from .workers import WorkerPool
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 POOL = POOL_KEY
+#: seconds the worker pool waits at shutdown for jobs whose kill switch was thrown
+SETTLE = 2.0
 SOURCES: web.AppKey[Sources] = web.AppKey("sources", Sources)
 RESULTS: web.AppKey[ByteLRU[CachedResult]] = web.AppKey("results")
 ORIGINALS: web.AppKey[ByteLRU[Fetched]] = web.AppKey("originals")
@@ -115,6 +117,7 @@ async def _pool(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await pool.settle(SETTLE)  # jobs stopped at shutdown leave their workers
         pool.shutdown()
 
 

@@ -160,6 +160,7 @@ class Slot:
         await self.pool._slots.acquire()
         self.held = True
         self.pool.busy += 1
+        self.pool._idle.clear()
 
     def give_back(self) -> None:
         """Release the slot if held (event loop thread)."""
@@ -167,6 +168,8 @@ class Slot:
             self.held = False
             self.pool.busy -= 1
             self.pool._slots.release()
+            if not self.pool.busy:
+                self.pool._idle.set()
 
     @contextlib.contextmanager
     def lend(self) -> Iterator[None]:
@@ -212,6 +215,8 @@ class WorkerPool:
         self.executor: Executor | None = None
         self._slots = asyncio.Semaphore(workers)
         self.busy = 0  # worker slots held by running work
+        self._idle = asyncio.Event()  # set while busy == 0
+        self._idle.set()
         self.started = 0  # jobs handed to a worker since start
         self.replaced = 0  # times the worker processes were replaced
         self._warming: asyncio.Future[None] | None = None
@@ -334,6 +339,16 @@ class WorkerPool:
             vips.init()
             self.executor = make_executor(self.kind, self.workers + self.spare,
                                           self.niceness)
+
+    async def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the work still in the workers to leave them
+        (at shutdown its kill switches were thrown: it stops within a tile or so, but a
+        worker thread at a lower priority may need a moment on a busy CPU); whether none
+        is left."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        return not self.busy
 
     def shutdown(self) -> None:
         """Stop the workers. Requests were drained before: a worker process still busy
