@@ -76,12 +76,14 @@ def _call(url: str, body: bytes, content_type: str) -> None:
         answer.read()
 
 
-def _spawn(stack: contextlib.ExitStack, argv: list[str]) -> None:
+def spawn(stack: contextlib.ExitStack, argv: list[str]) -> None:
+    """Start ``argv`` quietly; ``stack`` stops it."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stack.callback(lambda: (proc.terminate(), proc.wait(10)))
 
 
-def _until(ready: Callable[[], object], what: str) -> None:
+def until_ready(ready: Callable[[], object], what: str) -> None:
+    """Poll ``ready`` for up to 30 s while a subprocess starts."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # polling a subprocess's start-up
         try:
@@ -97,10 +99,10 @@ def moto(stack: contextlib.ExitStack) -> Store:
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
     port = free_port()
-    _spawn(stack, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+    spawn(stack, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
     endpoint = f"http://127.0.0.1:{port}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    _until(client.list_buckets, "moto's server")
+    until_ready(client.list_buckets, "moto's server")
     return Store("s3", endpoint, client)
 
 
@@ -113,10 +115,10 @@ _GCS_MAIN = ("import socketserver, sys; socketserver.TCPServer.request_queue_siz
 
 def gcs(stack: contextlib.ExitStack) -> Store:
     port = free_port()
-    _spawn(stack, [sys.executable, "-c", _GCS_MAIN, "start", "--host", "127.0.0.1",
+    spawn(stack, [sys.executable, "-c", _GCS_MAIN, "start", "--host", "127.0.0.1",
                    "--port", str(port), "--in-memory", "-q"])
     endpoint = f"http://127.0.0.1:{port}"
-    _until(lambda: urllib.request.urlopen(f"{endpoint}/storage/v1/b?project=p", timeout=1),
+    until_ready(lambda: urllib.request.urlopen(f"{endpoint}/storage/v1/b?project=p", timeout=1),
            "gcp-storage-emulator")
     return Store("gs", endpoint)
 
@@ -126,14 +128,14 @@ def azurite(stack: contextlib.ExitStack) -> Store:
     if not binary:
         raise SystemExit("Azurite not found: make emulators (needs npm)")
     port = free_port()
-    _spawn(stack, [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
+    spawn(stack, [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port),
                    "--inMemoryPersistence", "--silent", "--disableTelemetry",
                    "--skipApiVersionCheck"])
     from azure.storage.blob import BlobServiceClient
     endpoint = f"http://127.0.0.1:{port}/{AZURITE_NAME}"
     client = BlobServiceClient(endpoint, credential={"account_name": AZURITE_NAME,
                                                      "account_key": AZURITE_KEY})
-    _until(lambda: list(client.list_containers()), "Azurite")
+    until_ready(lambda: list(client.list_containers()), "Azurite")
     return Store("abs", endpoint, client)
 
 

@@ -29,12 +29,11 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -69,7 +68,9 @@ class Tiers(contextlib.ExitStack):
     def __enter__(self) -> Tiers:
         super().__enter__()
         if "s3" in self.adapters:
-            self.s3_endpoint = self._moto()
+            moto = emulators.moto(self)  # moto's server in a process of its own
+            moto.create("tier")
+            self.s3_endpoint = moto.endpoint
         if "redis" in self.adapters:
             self.redis_url = self._redis()
         self.clouds = {a: emulators.STARTERS[s](self) for a, s in (("gcs", "gs"), ("abs", "abs"))
@@ -78,47 +79,18 @@ class Tiers(contextlib.ExitStack):
             store.create("tier")
         return self
 
-    def _moto(self) -> str:
-        """moto's S3 server in a process of its own (not competing with the load client for
-        this process's GIL)."""
-        import boto3
-        os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                           "AWS_DEFAULT_REGION": "us-east-1",
-                           "AWS_EC2_METADATA_DISABLED": "true"})
-        port = free_port()
-        self._spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
-        endpoint = f"http://127.0.0.1:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        self._until(lambda: client.create_bucket(Bucket="tier"), "moto's server")
-        return endpoint
-
-    def _spawn(self, argv: list[str]) -> None:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.callback(lambda: (proc.terminate(), proc.wait(10)))
-
-    @staticmethod
-    def _until(ready: Callable[[], object], what: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # polling a subprocess's start-up
-            try:
-                ready()
-                return
-            except Exception:  # not listening yet
-                time.sleep(0.1)
-        raise SystemExit(f"{what} did not start")
-
     def _redis(self) -> str:
         binary = shutil.which("redis-server") or shutil.which("valkey-server")
         if not binary:
             raise SystemExit("redis-server not found: apt-get install redis-server, "
                              "or --adapters fs,s3")
         port = free_port()
-        self._spawn([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+        emulators.spawn(self, [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                      "--appendonly", "no", "--dir", str(self.tmp), "--maxmemory", "512mb",
                      "--maxmemory-policy", "allkeys-lru"])
         import redis
         client = redis.Redis(port=port, socket_connect_timeout=0.5)
-        self._until(lambda: client.ping(), "redis-server")
+        emulators.until_ready(lambda: client.ping(), "redis-server")
         return f"redis://127.0.0.1:{port}/0"
 
     def env(self, adapter: str, prefix: str) -> dict[str, str]:
