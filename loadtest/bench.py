@@ -361,7 +361,7 @@ def main() -> int:
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
     args = parser.parse_args()
     defaults = Settings()  # the server's own defaults, unless told otherwise
-    args.processes = args.processes or defaults.processes
+    args.processes = args.processes or defaults.process_count
     args.workers = args.workers or replace(defaults, processes=args.processes).worker_count
     if args.vs_thumbor:
         args.peers = args.peers or ["thumbor"]

@@ -54,7 +54,7 @@ def server_for(checkout: Path, root: Path, log: Path, workers: int,
                          package=str(package))
     settings = {"IMGPROXY_KEY": KEY, "IMGPROXY_SALT": SALT, "IMGPROXY_WORKERS": str(workers),
                 "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(root),
-                "IMGPROXY_REQUESTS_QUEUE_SIZE": "256", **env}
+                "IMGPROXY_REQUESTS_QUEUE_SIZE": "256", "VIPSGATE_PROCESSES": "1", **env}
     return Server([sys.executable, "-c", code, "serve", "--host", "127.0.0.1"], settings, log,
                   b"vipsgate listening on")
 

@@ -21,10 +21,11 @@ from .cache import ByteLRU
 from .config import Settings
 from .fallback import Fallback, checker
 from .fetch import Fetcher
+from .front import FrontDoor
 from .handler import ImageHandler, TracedHandler
 from .memory_budget import MemoryBudget, auto_limit
 from .metrics import LiveState, Metrics
-from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, trace_middleware
+from .middleware import IMAGE_ROUTE, LIFECYCLE, METRICS, Lifecycle, Tracing
 from .passthrough import Passthrough
 from .probes import ADMISSION, POOL_KEY
 from .processing import watermark
@@ -49,14 +50,15 @@ WATERMARK: web.AppKey[Asset] = web.AppKey("watermark", Asset)
 FALLBACK: web.AppKey[Fallback] = web.AppKey("fallback", Fallback)
 FETCHER: web.AppKey[Fetcher] = web.AppKey("fetcher", Fetcher)
 TIER: web.AppKey[Tier] = web.AppKey("tier")
+FRONT: web.AppKey[FrontDoor] = web.AppKey("front", FrontDoor)
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(settings: Settings) -> web.Application:
     s = settings
     metrics, lifecycle = Metrics(), Lifecycle()
-    app = web.Application(middlewares=[trace_middleware(s, metrics, lifecycle)],
-                          client_max_size=1024)
+    tracing = Tracing(s, metrics, lifecycle)
+    app = web.Application(middlewares=[tracing.middleware], client_max_size=1024)
     ratio = s.cache_max_entry_ratio
     results: ByteLRU[CachedResult] = ByteLRU(s.result_cache_bytes, lambda r: r.size, ratio)
     originals: ByteLRU[Fetched] = ByteLRU(s.source_cache_bytes, lambda f: len(f.data) + 256,
@@ -85,27 +87,34 @@ def create_app(settings: Settings) -> web.Application:
     handler = ImageHandler(s, verifier, Resolver(s, sources.check), results, fetcher,
                            admission, pool, Responder(s), tracer, mark, tier,
                            Passthrough(s, sources, admission), fallback)
-    _routes(app, s, handler)
+    app[FRONT] = _routes(app, s, handler, tracing)
     return app
 
 
-def _routes(app: web.Application, s: Settings, handler: ImageHandler) -> None:
+def _routes(app: web.Application, s: Settings, handler: ImageHandler, tracing: Tracing
+            ) -> FrontDoor:
+    """The routes, and the front door that sends image GETs past the router (the paths
+    of the other routes are the ones it leaves to the router)."""
     prefix = s.path_prefix
-    app.router.add_get(f"{prefix}/health", probes.health)
+    probes_at = {f"{prefix}/health": probes.health, f"{prefix}/ready": probes.ready,
+                 f"{prefix}/favicon.ico": probes.not_found, f"{prefix}/": probes.landing}
     if s.health_check_path and s.health_check_path != "/health":
-        app.router.add_get(prefix + s.health_check_path, probes.health)
-    app.router.add_get(f"{prefix}/ready", probes.ready)
+        probes_at[prefix + s.health_check_path] = probes.health
     if not s.prometheus_bind:
-        app.router.add_get(f"{prefix}/metrics", probes.metrics)
-    app.router.add_get(f"{prefix}/favicon.ico", probes.not_found)
-    app.router.add_get(prefix + "/.well-known/{tail:.*}", probes.not_found)
-    app.router.add_get(f"{prefix}/", probes.landing)
+        probes_at[f"{prefix}/metrics"] = probes.metrics
+    for path, probe in probes_at.items():
+        app.router.add_get(path, probe)
+    others, under = list(probes_at), [f"{prefix}/.well-known/"]
+    app.router.add_get(under[0] + "{tail:.*}", probes.not_found)
     if s.playground:  # development only (VIPSGATE_PLAYGROUND=1, set by `make run`)
         from .playground import playground_app
         app.add_subapp(f"{prefix}/playground", playground_app(s, app[VERIFIER].parser))
+        others.append(f"{prefix}/playground")
+        under.append(f"{prefix}/playground/")
     route = TracedHandler(handler).handle if handler.tracer.enabled else handler.handle
     app.router.add_get(prefix + "/{tail:.+}", route, name=IMAGE_ROUTE)
     app.router.add_route("OPTIONS", prefix + "/{tail:.*}", probes.preflight)
+    return FrontDoor(prefix, others, under, route, tracing)
 
 
 # --- one cleanup context per long-lived resource ----------------------------------------
@@ -180,8 +189,11 @@ async def _publishing(app: web.Application, interval: float = 1.0) -> AsyncItera
             metrics.publish()
             await asyncio.sleep(interval)
 
-    async with running(publish(), "publish-gauges"):
-        yield
+    try:
+        async with running(publish(), "publish-gauges"):
+            yield
+    finally:
+        metrics.publish()  # the last requests' counts reach the shared files
 
 
-__all__ = ["ORIGINALS", "POOL", "RESULTS", "SETTINGS", "SOURCES", "TIER", "create_app"]
+__all__ = ["FRONT", "ORIGINALS", "POOL", "RESULTS", "SETTINGS", "SOURCES", "TIER", "create_app"]

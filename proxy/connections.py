@@ -7,7 +7,7 @@ aiohttp's server has one timer per connection, ``keepalive_timeout``: it closes 
 connection still waiting for a request that long after it opened or after its last
 response. vipsgate sets it to ``IMGPROXY_KEEP_ALIVE_TIMEOUT`` (aiohttp's default is an
 hour) and adds what aiohttp lacks, in ``GuardedHandler`` (aiohttp's ``RequestHandler``
-with five hooks; ``serve.py`` builds it for each accepted connection). The deadlines
+with six hooks; ``serve.py`` builds it for each accepted connection). The deadlines
 are checked by one sweep per process (``ConnectionGuard``), not a timer per request:
 
 * **Head deadline** (``IMGPROXY_READ_REQUEST_TIMEOUT``): set when the connection opens,
@@ -44,6 +44,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from . import __version__
 from .config import Settings
 
+Entry = Callable[[BaseRequest], Awaitable[StreamResponse]]
+Front = Callable[[BaseRequest], Entry | None]
 RESERVED = 128  # descriptors for the process itself: libraries, listeners, logs, clients
 REFUSING = 32  # refusals in progress at once (past it, new connections are reset)
 LINGER = 1.0  # seconds a refused connection may take to read its 503 and close
@@ -87,9 +89,10 @@ class ConnectionGuard:
     timeout: a request does not pay for a timer of its own)."""
 
     def __init__(self, cap: int, head_timeout: float, write_timeout: float,
-                 registry: CollectorRegistry | None = None, namespace: str = "vipsgate"
-                 ) -> None:
+                 registry: CollectorRegistry | None = None, namespace: str = "vipsgate",
+                 front: Front | None = None) -> None:
         self.cap = cap
+        self.front = front  # the request's handler, past the router (``front.py``)
         self.head_timeout = head_timeout
         self.write_timeout = write_timeout
         self.interval = min(1.0, head_timeout / 4, write_timeout / 4)
@@ -174,7 +177,8 @@ class ConnectionGuard:
 class GuardedHandler(web.RequestHandler):
     """aiohttp's request handler with a deadline (``deadline``, ``loop.time()``; 0 =
     none) while a request head is awaited and while a response is written, and telling
-    its ``ConnectionGuard`` when a request starts and ends."""
+    its ``ConnectionGuard`` when a request starts and ends; the guard's ``front``
+    chooses a request's handler before aiohttp's router would."""
 
     __slots__ = ("_clock", "_guard", "_in_request", "_writing", "deadline")
 
@@ -209,7 +213,10 @@ class GuardedHandler(web.RequestHandler):
         """One request, from its head being read to its response being written."""
         self.deadline = 0.0
         self._in_request = True
-        self._guard.busy(self)
+        guard = self._guard
+        guard.busy(self)
+        if guard.front is not None:  # an image GET goes straight to its handler
+            request_handler = guard.front(request) or request_handler
         try:
             return await super()._handle_request(request, start_time, request_handler)
         finally:

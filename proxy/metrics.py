@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .native import loaded_library
+from .tally import FlushFirst, Tally
 
 disable_created_metrics()  # no *_created series: they double the output for nothing
 STAGES = ("queue", "fetch", "process")
@@ -324,7 +325,9 @@ class Metrics:
         self.live: LiveState | None = None
         self.multiprocess = multiprocess_dir()
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.tally = Tally()  # per-request values, added in batches (``tally.py``)
         ns, reg = namespace, self.registry
+        reg.register(FlushFirst(self.tally))  # first: reading the registry flushes
         self.requests = Counter("requests", "Image requests by status class and format",
                                 ["status", "format"], namespace=ns, registry=reg)
         self.duration = Histogram("request_duration_seconds", "Image request latency",
@@ -356,7 +359,9 @@ class Metrics:
 
     def publish(self) -> None:
         """Set the live gauges from the watched state (each scrape; with several
-        processes also every second, see ``server``)."""
+        processes also every second, see ``app._publishing``), and add the requests
+        counted since the last time to the metrics."""
+        self.tally.flush()
         self.gauges.publish(self.in_flight, self.live)
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -368,23 +373,23 @@ class Metrics:
         return child
 
     def observe(self, trace: RequestTrace) -> None:
-        child = self._child
-        child(self.requests, _STATUS_CLASS.get(trace.status // 100, "other"),
-              trace.format or "none").inc()
-        self.duration.observe(trace.duration)
+        child, tally = self._child, self.tally
+        tally.count(child(self.requests, _STATUS_CLASS.get(trace.status // 100, "other"),
+                          trace.format or "none"))
+        tally.observe(self.duration, trace.duration)
         if trace.cache:
-            child(self.cache, "result", trace.cache).inc()
+            tally.count(child(self.cache, "result", trace.cache))
         if trace.cache != "coalesced":  # a job's work counts once, not once per waiter
             for stage, seconds in trace.stages.items():
-                child(self.stage, stage).observe(seconds)
+                tally.observe(child(self.stage, stage), seconds)
             if trace.source_cache:
-                child(self.cache, "source", trace.source_cache).inc()
+                tally.count(child(self.cache, "source", trace.source_cache))
                 if trace.source_cache == "miss":
-                    self.source_bytes.observe(trace.source_bytes)
+                    tally.observe(self.source_bytes, trace.source_bytes)
         if 200 <= trace.status < 300 and trace.format:
-            self.result_bytes.observe(trace.bytes)
+            tally.observe(self.result_bytes, trace.bytes)
         if trace.error:
-            child(self.errors, trace.error).inc()
+            tally.count(child(self.errors, trace.error))
 
     def render(self) -> bytes:
         self.publish()

@@ -42,18 +42,37 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 
-def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle
-                     ) -> Middleware:
-    """The middleware, bound to the objects it reads (no app lookups per request)."""
+class Tracing:
+    """Request id, the error -> status mapping (the only place), CORS and draining
+    headers, and for images the access log line and the metrics, around a handler.
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Request id, error -> status mapping (the only place), access log, metrics."""
+    aiohttp's router reaches it as the app's middleware; the image front door
+    (``front.py``) calls ``around`` directly, so a request gets the same treatment
+    either way."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> None:
+        self.settings, self.metrics, self.lifecycle = settings, metrics, lifecycle
+        self.prefix = settings.path_prefix
+
+    @property
+    def middleware(self) -> Middleware:
+        """The app's middleware: images are the routes named ``IMAGE_ROUTE``."""
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await self.around(request, handler,
+                                     request.match_info.route.name == IMAGE_ROUTE)
+
+        return middleware
+
+    async def around(self, request: web.Request, handler: Handler, image: bool
+                     ) -> web.StreamResponse:
+        """``handler``'s response to ``request``, traced; ``image``: logged and counted."""
+        settings, metrics = self.settings, self.metrics
         given = request.headers.get("X-Request-ID", "")
-        image = request.match_info.route.name == IMAGE_ROUTE
         trace = RequestTrace(request_id=given if _REQUEST_ID.match(given) else new_request_id(),
                              method=request.method,
-                             path=redact(request.raw_path, settings.path_prefix, image))
+                             path=redact(request.raw_path, self.prefix, image))
         request[TRACE] = trace
         if image:
             metrics.in_flight += 1
@@ -87,17 +106,16 @@ def trace_middleware(settings: Settings, metrics: Metrics, lifecycle: Lifecycle
                 metrics.in_flight -= 1
                 metrics.observe(trace)
                 log_request(trace, settings.log_format)
-        response.headers["X-Request-ID"] = trace.request_id
-        response.headers["Server"] = SERVER
+        headers = response.headers
+        headers["X-Request-ID"] = trace.request_id
+        headers["Server"] = SERVER
         if settings.allow_origin:
-            response.headers["Access-Control-Allow-Origin"] = settings.allow_origin
-            response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"  # imgproxy's
-        if lifecycle.draining or not settings.keep_alive_timeout:
+            headers["Access-Control-Allow-Origin"] = settings.allow_origin
+            headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"  # imgproxy's
+        if self.lifecycle.draining or not settings.keep_alive_timeout:
             # draining: keep-alive clients reconnect to another instance; 0: keep-alive off
             response.force_close()
         return response
-
-    return middleware
 
 
 def error_response(exc: ProxyError, settings: Settings) -> web.Response:

@@ -38,7 +38,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
     from .connections import raise_descriptor_limit
     from .listen import close, listen
     descriptors = raise_descriptor_limit()  # before forking: every process inherits it
-    n = settings.processes
+    n = settings.process_count
+    settings = dataclasses.replace(settings, processes=n)
     sockets = listen(host, port, n)
     metrics_sockets = None
     if settings.prometheus_bind:
@@ -54,9 +55,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
         if isinstance(forked, ExitCode):
             return forked.code
         index = forked
-        settings = dataclasses.replace(settings, result_cache_bytes=settings.result_cache_bytes
-                                       // n, source_cache_bytes=settings.source_cache_bytes // n)
-        # the cache sizes are totals: each process gets its share; and its own sockets
+        settings = share(settings, n)  # each process gets its share; and its own sockets
         for others in (sockets, metrics_sockets or []):
             close([s for i, s in enumerate(others) if i != index])
     from .app import POOL, create_app
@@ -87,6 +86,24 @@ def serve(settings: Settings, host: str, port: int) -> int:
         sys.stdout.flush()
         os._exit(0)
     return 0
+
+
+def share(settings: Settings, n: int, cgroup: str = "/sys/fs/cgroup/memory.max"
+          ) -> Settings:
+    """The settings of one of ``n`` processes: the caches, the memory budget (``auto``
+    fitted to the cgroup limit now, for all of them) and the request queue are totals
+    for the server, so each process gets its ``1/n``."""
+    from .memory_budget import auto_limit
+    budget = settings.memory_budget
+    if budget == "auto":
+        budget = auto_limit(settings.result_cache_bytes + settings.source_cache_bytes,
+                            cgroup, runtime=n * 128 * 2**20)
+    queue = settings.requests_queue_size
+    return dataclasses.replace(
+        settings, result_cache_bytes=settings.result_cache_bytes // n,
+        source_cache_bytes=settings.source_cache_bytes // n,
+        memory_budget=int(budget) // n,  # 0 (no budget) stays 0
+        requests_queue_size=max(1, -(-queue // n)) if queue else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +172,7 @@ async def _serve(app: web.Application, settings: Settings, host: str,
     2. The listener closes; in-flight requests get ``IMGPROXY_GRACEFUL_STOP_TIMEOUT``
        seconds to finish, then the app's cleanup closes the worker pool and sources.
     """
+    from .app import FRONT
     from .connections import ConnectionGuard, client_cap, describe, listen_guarded
     from .metrics import metrics_app
     from .middleware import LIFECYCLE, METRICS
@@ -162,7 +180,8 @@ async def _serve(app: web.Application, settings: Settings, host: str,
     metrics, lifecycle = app[METRICS], app[LIFECYCLE]
     cap, reserved = client_cap(settings, descriptors[0])
     guard = ConnectionGuard(cap, settings.read_request_timeout,
-                            settings.write_response_timeout, metrics.registry)
+                            settings.write_response_timeout, metrics.registry,
+                            front=app[FRONT].route)
     handler_args: dict[str, Any] = {"access_log": None,
                                     "keepalive_timeout": settings.keep_alive_timeout}
     # handler_cancellation: a client that hangs up leaves the cache flight it waited on;

@@ -425,8 +425,7 @@ def serve() -> Iterator[ServeFactory]:
         port = free_port() if processes > 1 else 0
         args = [sys.executable, "-m", "vipsgate", "serve", "--host", "127.0.0.1",
                 "--port", str(port)]
-        if processes > 1:
-            args += ["--processes", str(processes)]
+        args += ["--processes", str(processes)]  # one unless asked (the default: per CPU)
         server = ServerProcess(args, environ, processes, timeout)
         started.append(server)
         return server

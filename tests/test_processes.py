@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import urllib.request
@@ -16,6 +17,8 @@ from imagegen import jpeg
 from vipsgate import __version__
 from vipsgate.config import available_cpus, from_env
 from vipsgate.errors import ConfigError
+from vipsgate.memory_budget import auto_limit
+from vipsgate.serve import share
 
 
 def _children(pid: int) -> set[int]:
@@ -93,7 +96,32 @@ def test_processes_setting_is_validated() -> None:
     assert settings.processes == 2
     assert settings.worker_count == max(1, 2 * available_cpus() // 2)
     with pytest.raises(ConfigError, match="VIPSGATE_PROCESSES"):
-        from_env({**base, "VIPSGATE_PROCESSES": "0"})
+        from_env({**base, "VIPSGATE_PROCESSES": "-1"})
+
+
+def test_by_default_one_process_per_cpu() -> None:
+    settings = from_env({"IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT})
+    assert settings.processes == 0 and settings.process_count == available_cpus()
+    assert from_env({"VIPSGATE_PROCESSES": "3"}).process_count == 3
+
+
+def test_each_process_gets_its_share_of_the_totals(tmp_path: Path) -> None:
+    """Caches, the memory budget (``auto`` fitted to the cgroup limit once, for all) and
+    the queue are totals for the server."""
+    limit = tmp_path / "memory.max"
+    limit.write_text(str(2**30))
+    settings = from_env({"IMGPROXY_REQUESTS_QUEUE_SIZE": "65", "VIPSGATE_MEMORY_BUDGET": "90m"})
+    one = share(settings, 3)
+    assert one.result_cache_bytes == settings.result_cache_bytes // 3
+    assert one.source_cache_bytes == settings.source_cache_bytes // 3
+    assert one.memory_budget == 30 * 2**20 and one.requests_queue_size == 22
+    unbounded = share(from_env({"IMGPROXY_REQUESTS_QUEUE_SIZE": "0",
+                                "VIPSGATE_MEMORY_BUDGET": "0"}), 2)
+    assert unbounded.requests_queue_size == 0 and unbounded.memory_budget == 0
+    caches = settings.result_cache_bytes + settings.source_cache_bytes
+    whole = auto_limit(caches, str(limit), runtime=2 * 128 * 2**20)
+    auto = dataclasses.replace(settings, memory_budget="auto")
+    assert share(auto, 2, str(limit)).memory_budget == whole // 2
 
 
 def test_children_die_with_a_killed_supervisor(server: ServerProcess) -> None:

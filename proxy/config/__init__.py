@@ -62,9 +62,15 @@ class Settings(CompatSettings, ObservabilitySettings, CloudTierSettings, TierSet
 
     @property
     def worker_count(self) -> int:
-        """``IMGPROXY_WORKERS``, or imgproxy's default: two per CPU (shared by the processes).
-        Two per CPU keep the cores busy while a worker holds the GIL for pyvips' Python."""
-        return self.workers or max(1, 2 * available_cpus() // self.processes)
+        """``IMGPROXY_WORKERS``, or imgproxy's default: two per CPU (shared by the processes;
+        ``serve`` sets ``processes`` to the count it starts). Two per CPU keep the cores
+        busy while a worker holds the GIL for pyvips' Python."""
+        return self.workers or max(1, 2 * available_cpus() // max(1, self.processes))
+
+    @property
+    def process_count(self) -> int:
+        """``VIPSGATE_PROCESSES``, 0 resolved to one per CPU."""
+        return self.processes or available_cpus()
 
     @property
     def queue_capacity(self) -> int:

@@ -38,10 +38,11 @@ class ServerSettings:
         doc="How much lower the CPU priority of pixel work is than the event loop's (Linux "
             "nice, per worker thread or process): refusals, hits and probes answer at once "
             "on a saturated CPU, while the workers still get every idle cycle. 0 = equal")
-    processes: int = setting(1, "VIPSGATE_PROCESSES", parse=integer(1, 256),
+    processes: int = setting(0, "VIPSGATE_PROCESSES", parse=integer(0, 256),
                              doc="Server processes sharing the port (SO_REUSEPORT), each with "
-                                 "its own workers and caches (the cache sizes are split); "
-                                 "every /metrics reports all of them")
+                                 "its own workers and its share of the caches, the memory "
+                                 "budget and the queue; every /metrics reports all of them. "
+                                 "0 = one per CPU")
     requests_queue_size: int = setting(
         64, "IMGPROXY_REQUESTS_QUEUE_SIZE", parse=integer(0),
         doc="Requests waiting for a worker before 429 (0 = unbounded; imgproxy's default)")
