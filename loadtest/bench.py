@@ -359,12 +359,20 @@ def main() -> int:
                         help="also measure thumbor with keep-alive on W1 (the balancing issue)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here")
+    parser.add_argument("--growth", action="store_true",
+                        help="instead: 1-48 MP JPEG sources, CPU and peak memory per image "
+                             "against the peers (loadtest/growth.py; --only G1,G12,G24,G48)")
+    from loadtest.growth import GROWTH_SOURCES, add_arguments, report_growth
+    add_arguments(parser)
     args = parser.parse_args()
     defaults = Settings()  # the server's own defaults, unless told otherwise
     args.processes = args.processes or defaults.process_count
     args.workers = args.workers or replace(defaults, processes=args.processes).worker_count
     if args.vs_thumbor:
         args.peers = args.peers or ["thumbor"]
+    if args.growth:
+        args.only = args.only or list(GROWTH_SOURCES)
+        return report_growth(args)
     if args.only is None:
         args.only = ["W1", "W2", "W3", "W4", *(["MIX", "MIX-NOAVIF"] if args.peers else []),
                      "W5"]

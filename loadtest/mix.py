@@ -120,11 +120,15 @@ def _photo(width: int, height: int, seed: int):  # type: ignore[no-untyped-def]
     return image.cast("uchar").copy(interpretation="srgb")
 
 
+def photo_jpeg(width: int, height: int, seed: int) -> bytes:
+    """A photo-like JPEG (``_photo``), q90 without metadata."""
+    return bytes(_photo(width, height, seed).jpegsave_buffer(Q=90, **no_metadata()))
+
+
 def mix_source(name: str) -> bytes:
     """The JPEG of source ``name`` (of ``MIX_SOURCES``), q90 without metadata."""
     width, height = MIX_SOURCES[name]
-    seed = list(MIX_SOURCES).index(name) + 1
-    return bytes(_photo(width, height, seed).jpegsave_buffer(Q=90, **no_metadata()))
+    return photo_jpeg(width, height, list(MIX_SOURCES).index(name) + 1)
 
 
 def write_mix_sources(directory: Path) -> dict[str, int]:

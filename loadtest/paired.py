@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.bench import MODERN_ACCEPT, WORKLOADS, cold_paths, describe
 from loadtest.common import KEY, SALT, RssSampler, Server, http_load, signer, write_sources
+from loadtest.growth import GROWTH, write_growth_sources
 from loadtest.mix import MIXES, write_mix_sources
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def measure(server: Server, workload: str, args: argparse.Namespace, offset: int
     if workload == "W5":
         paths = itertools.repeat(signer()(WORKLOADS[0].path()))
     else:
-        w = next(w for w in [*WORKLOADS, *MIXES] if w.name == workload)
+        w = next(w for w in [*WORKLOADS, *MIXES, *GROWTH] if w.name == workload)
         paths = cold_paths(w, int(args.max_rps * (args.duration + args.warmup + 1)), offset)
     with RssSampler(server.proc.pid) as rss:
         stats = http_load(server.port, paths, args.connections, args.duration, args.warmup,
@@ -77,7 +78,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="the other checkout")
     parser.add_argument("--only", default="W5,W1", type=lambda v: v.split(","),
-                        help="W1-W5, MIX, MIX-NOAVIF")
+                        help="W1-W5, MIX, MIX-NOAVIF, G1, G12, G24, G48 (loadtest/growth.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -93,6 +94,8 @@ def main() -> int:
     write_sources(tmp / "images")
     if any(m.name in args.only for m in MIXES):  # the realistic mix (loadtest/mix.py)
         write_mix_sources(tmp / "images")
+    if any(g.name in args.only for g in GROWTH):  # 1-48 MP JPEGs (loadtest/growth.py)
+        write_growth_sources(tmp / "images")
     sides = {"after": ROOT, "before": args.before.resolve()}
     runs: dict[str, dict[str, list[dict]]] = {w: {s: [] for s in sides} for w in args.only}
     for round_ in range(args.rounds):
@@ -105,18 +108,22 @@ def main() -> int:
                     result = measure(server, workload, args, offset=round_ * 10**6)
                     runs[workload][side].append(result)
                     print(f"round {round_ + 1} {side:6s} {workload}: {result['rps']} req/s, "
-                          f"{result['cpu_ms_per_op']} ms CPU/req", flush=True)
+                          f"{result['cpu_ms_per_op']} ms CPU/req, "
+                          f"{result['peak_rss_mb']} MB", flush=True)
     report = {}
-    print("\n| workload | before req/s | after req/s | after/before | CPU ms/req before / after |"
-          "\n|---|---|---|---|---|")
+    print("\n| workload | before req/s | after req/s | after/before | CPU ms/req before / after "
+          "| peak RSS MB before / after |\n|---|---|---|---|---|---|")
     for workload, by_side in runs.items():
         rps = {s: statistics.median(r["rps"] for r in by_side[s]) for s in sides}
         cpu = {s: statistics.median(r["cpu_ms_per_op"] for r in by_side[s]) for s in sides}
+        rss = {s: statistics.median(r["peak_rss_mb"] for r in by_side[s]) for s in sides}
         ratio = rps["after"] / rps["before"] if rps["before"] else 0.0
-        report[workload] = {"rps": rps, "cpu_ms_per_op": cpu, "ratio": round(ratio, 3),
+        report[workload] = {"rps": rps, "cpu_ms_per_op": cpu, "peak_rss_mb": rss,
+                            "ratio": round(ratio, 3),
                             "runs": by_side}
         print(f"| {workload} | {rps['before']:.1f} | {rps['after']:.1f} | **{ratio:.3f}** | "
-              f"{cpu['before']:.3f} / {cpu['after']:.3f} |")
+              f"{cpu['before']:.3f} / {cpu['after']:.3f} | "
+              f"{rss['before']:.0f} / {rss['after']:.0f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -194,6 +194,23 @@ def measure_cold(w: Workload | Mix, server: Server, peers: list[Peer],
     return entry
 
 
+def start_peers(stack: contextlib.ExitStack, peers: list[Peer], report: dict) -> None:
+    """Start each peer inside ``stack``; one that does not start is removed from ``peers``
+    and recorded under ``report["skipped"]``, the others' versions under ``peers``."""
+    for peer in list(peers):
+        try:
+            stack.enter_context(peer.server)
+        except RuntimeError as error:  # it did not start: skipped, with its log
+            peer.server.stop()
+            print(f"  ! {peer.name} did not start: {error}", file=sys.stderr)
+            report["skipped"][peer.name] = f"did not start: {error}"
+            peers.remove(peer)
+            continue
+        if peer.name == "ipx":
+            peer.versions.update(started_versions(peer.server.log_path))
+        report["peers"][peer.name] = peer.versions
+
+
 def run_vs_peers(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="vipsgate-bench-peers-"))
     root = tmp / "images"
@@ -215,18 +232,7 @@ def run_vs_peers(args: argparse.Namespace) -> dict:
     server = vipsgate_server(root, tmp / "server.log", args.workers, args.processes, env)
     with contextlib.ExitStack() as stack:
         stack.enter_context(server)
-        for peer in list(peers):
-            try:
-                stack.enter_context(peer.server)
-            except RuntimeError as error:  # it did not start: skipped, with its log
-                peer.server.stop()
-                print(f"  ! {peer.name} did not start: {error}", file=sys.stderr)
-                report["skipped"][peer.name] = f"did not start: {error}"
-                peers.remove(peer)
-                continue
-            if peer.name == "ipx":
-                peer.versions.update(started_versions(peer.server.log_path))
-            report["peers"][peer.name] = peer.versions
+        start_peers(stack, peers, report)
         print(f"vipsgate ({args.processes} process(es) x {args.workers} workers) vs "
               + (", ".join(f"{p.name} {p.versions.get(p.name, '')}" for p in peers) or "no peer")
               + f": {len(cold)} cold workloads, {args.duration:g} s each (mixes "

@@ -202,10 +202,13 @@ class Fetcher:
         self.retaining += limit
 
     def _done(self, key: tuple[str, int], download: _Download) -> None:
-        if self.downloads.get(key) is download:
-            del self.downloads[key]
         stream = download.stream
-        if stream.retain and stream.error is None and stream.done and stream.base == 0:
+        whole = stream.retain and stream.error is None and stream.done and stream.base == 0
+        # while jobs still use every byte of it, new jobs for the URL share it too (a
+        # source too large for the originals cache is then held once, not once per job)
+        if self.downloads.get(key) is download and not (whole and download.users):
+            del self.downloads[key]
+        if whole:
             self.originals.put(key[0], Fetched(stream.whole(), stream.meta))
         self._release(key, download)
 
@@ -215,5 +218,7 @@ class Fetcher:
         if download.users or not download.task.done() or download.released:
             return
         download.released = True
+        if self.downloads.get(key) is download:  # kept for jobs that shared it (``_done``)
+            del self.downloads[key]
         self.retaining -= download.reserved
         download.stream.release()
