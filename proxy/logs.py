@@ -46,12 +46,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def escape(text: str) -> str:
     """``text`` with control characters written as ``\\xNN``: one event, one log line (a
     newline in a decoded source URL cannot forge a line)."""
+    if text.isprintable():  # no control character (the common case, checked in C)
+        return text
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def text_message(trace: RequestTrace) -> str:
     """The human access-log message: id, method, path, status, bytes, time, cache, format."""
-    stages = "".join(f" {k}={round(v * 1000, 2)}ms" for k, v in trace.stages.items())
+    stages = "".join(f" {k}={round(v * 1000, 2)}ms" for k, v in trace.stages.items()) \
+        if trace.stages else ""  # a hit has none
     error = f" error={trace.error}: {escape(trace.reason)}" if trace.error else ""
     return (f"{trace.request_id[:12]} {trace.method} {escape(trace.path)} {trace.status} "
             f"{trace.bytes}B {trace.duration * 1000:.1f}ms cache={trace.cache or '-'} "
