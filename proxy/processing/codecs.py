@@ -16,7 +16,7 @@ import pyvips
 
 from .. import formats
 from ..errors import UnprocessableImage, UnsupportedFormat
-from . import foreign_load, foreign_save
+from . import foreign_load, foreign_save, pillow_codecs
 
 #: libvips loaders by format; each reads a ``pyvips.Source``: the bytes in memory (not
 #: copied) or a stream as it arrives (``formats.STREAMED`` only)
@@ -209,4 +209,5 @@ def save(image: pyvips.Image, fmt: str, quality: int, keep: str, e: Any) -> byte
     saver = SAVERS.get(fmt)
     if saver is None:
         raise UnsupportedFormat(f"Resulting image format {fmt} is not supported")
-    return saver(image, quality, keep, e)
+    fast = pillow_codecs.save(image, fmt, quality, keep, e)  # the same bytes, small images
+    return saver(image, quality, keep, e) if fast is None else fast
