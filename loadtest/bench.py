@@ -16,6 +16,9 @@ W5 (cache hits) is compared with a bare aiohttp handler returning the same bytes
 W1-W4, the realistic mixes (loadtest/mix.py) and W5, side by side in one run, and prints
 issue 23's targets next to the ratios (loadtest/versus.py). ``--vs-thumbor`` is
 ``--peers thumbor``.
+
+Either way, ``FLOOR`` (in the default ``--only``) ends the run with W1's ``process()``
+CPU per image against the floor measured in the same rounds (loadtest/floor.py).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from io import BytesIO
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest import floor
 from loadtest.common import (
     RssSampler,
     Server,
@@ -339,8 +343,8 @@ def main() -> int:
     parser.add_argument("--processes", type=int,
                         help="server processes (default: the server's, VIPSGATE_PROCESSES)")
     parser.add_argument("--only", type=lambda v: v.split(","),
-                        help="workloads (default: W1,W2,W3,W4,W5; with --peers also "
-                             "MIX,MIX-NOAVIF)")
+                        help="workloads (default: W1,W2,W3,W4,W5,FLOOR; with --peers "
+                             "also MIX,MIX-NOAVIF)")
     parser.add_argument("--max-rps", type=int, default=1500,
                         help="unique URLs prepared per second of a cold run")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -375,7 +379,7 @@ def main() -> int:
         return report_growth(args)
     if args.only is None:
         args.only = ["W1", "W2", "W3", "W4", *(["MIX", "MIX-NOAVIF"] if args.peers else []),
-                     "W5"]
+                     "W5", "FLOOR"]
     if args.peers:
         from loadtest.versus import run_vs_peers, vs_chart, vs_summary
         report = run_vs_peers(args)
@@ -385,6 +389,10 @@ def main() -> int:
         if args.server_only:
             return 0
         print("\n" + summary(report))
+    if "FLOOR" in args.only:  # one thread, after the servers have stopped
+        data = write_sources(Path(tempfile.mkdtemp(prefix="vipsgate-floor-")))[WORKLOADS[0].source]
+        report["floor"] = floor.measure(data, vipsgate_op(WORKLOADS[0], data))
+        print("\n" + floor.summary(report["floor"]))
     print("\ncommand: " + " ".join(["python", *sys.argv]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,8 @@ CASES: list[tuple[tuple[str, int, int, int, int, bool], str, str]] = [
     (("jpg", 4000, 4000, 3, 8, False), "rs:fit:0:0", "avif"),
 ] + [((("png", 64, 64, bands, 8, False)), "rs:fit:4000:4000:1", fmt)
      for fmt in ("jpeg", "png", "webp", "avif", "gif", "tiff", "jxl", "bmp") for bands in (3, 4)]
+# Pillow's codecs at their largest: 1 MP decoded from 16 MP, 1 MP encoded (pillow_codecs.py)
+CASES.append((("jpg", 4000, 4000, 3, 8, False), "rs:fit:1000:1000", "jpeg"))
 QUICK = {0, 2, 4, 9, 10, 14, 16, 17}
 
 GENERATE = """

@@ -11,6 +11,8 @@ Debian's, linked to libjpeg-turbo::
     /tmp/sysvips/bin/pip install pyvips pillow && /tmp/sysvips/bin/python loadtest/steps.py
 
 The tables in loadtest/README.md ("libvips against Pillow", round 2) come from it.
+It ends with W1's floor (``loadtest/floor.py``) and, where vipsgate is installed,
+``process()`` against it in the same interleaved rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest import floor
 from loadtest.common import no_metadata, prepare_libvips, write_sources
 
 
@@ -92,6 +95,12 @@ def main() -> int:
     for name, vips_fn, pil_fn in steps:
         pil = f"{cpu_ms(pil_fn, args.runs):.2f}" if pil_fn else "–"
         print(f"| {name} | {cpu_ms(vips_fn, args.runs):.2f} | {pil} |", flush=True)
+    try:
+        from loadtest.bench import WORKLOADS, vipsgate_op
+        process: Callable[[], object] | None = vipsgate_op(WORKLOADS[0], photo)
+    except ImportError:  # plain pyvips and Pillow: the floor alone
+        process = None
+    print("\n" + floor.summary(floor.measure(photo, process)))
     return 0
 
 

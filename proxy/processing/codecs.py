@@ -16,7 +16,7 @@ import pyvips
 
 from .. import formats
 from ..errors import UnprocessableImage, UnsupportedFormat
-from . import foreign_load, foreign_save
+from . import foreign_load, foreign_save, pillow_codecs
 
 #: libvips loaders by format; each reads a ``pyvips.Source``: the bytes in memory (not
 #: copied) or a stream as it arrives (``formats.STREAMED`` only)
@@ -63,36 +63,6 @@ class ScanCounter:
             raise UnprocessableImage(f"JPEG has more than {MAX_JPEG_SCANS} scans")
 
 
-_SEQUENTIAL = frozenset({0xC0, 0xC1, 0xC9})  # SOF markers: baseline, extended, arithmetic
-
-
-def single_scan(data: bytes) -> bool:
-    """True when libjpeg decodes ``data`` in one scan: a sequential frame whose first
-    scan holds every component (``jpeg_has_multiple_scans`` is false). A further scan is
-    then an error to libjpeg ("Didn't expect more than one scan"), never more work.
-    False when the markers before the first scan do not say so plainly."""
-    if data[:2] != b"\xff\xd8":
-        return False
-    pos, components = 2, 0
-    while pos + 4 < len(data):
-        if data[pos] != 0xFF:
-            return False
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame
-            if marker not in _SEQUENTIAL or components or pos + 9 >= len(data):
-                return False
-            components = data[pos + 9]
-        elif marker == 0xDA:  # the first scan: how many components it holds
-            return components > 0 and data[pos + 4] == components
-        elif marker in (0x01, *range(0xD0, 0xDA)):  # no length: not before a scan
-            return False
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return False
-
-
 class Input:
     """What a job decodes: bytes in memory, or a ``Stream`` (opened once as a libvips
     source, so the header and the shrunk decode read it from the same place).
@@ -105,11 +75,12 @@ class Input:
         self._scans: ScanCounter | None = None
 
     def limit_scans(self) -> None:
-        """Refuse a JPEG with more than ``MAX_JPEG_SCANS`` scans: bytes at once (unless
-        libjpeg reads them in one scan), a stream as it is read."""
+        """Refuse a JPEG with more than ``MAX_JPEG_SCANS`` scans: bytes at once, a stream
+        as it is read. (The pipeline counts bytes in memory only when libvips' header
+        says the file has several scans: libjpeg reads a single-scan file's first scan
+        and stops.)"""
         if isinstance(self.data, bytes):
-            if not single_scan(self.data):  # counting costs 1 ms per MB
-                ScanCounter().feed(self.data)
+            ScanCounter().feed(self.data)
         else:
             self._scans = ScanCounter()
 
@@ -240,4 +211,5 @@ def save(image: pyvips.Image, fmt: str, quality: int, keep: str, e: Any) -> byte
     saver = SAVERS.get(fmt)
     if saver is None:
         raise UnsupportedFormat(f"Resulting image format {fmt} is not supported")
-    return saver(image, quality, keep, e)
+    fast = pillow_codecs.save(image, fmt, quality, keep, e)  # the same bytes, small images
+    return saver(image, quality, keep, e) if fast is None else fast

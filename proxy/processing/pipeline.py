@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..geometry import Plan
 from ..resolve import Effective
-from . import animation, codecs, format_limits, metadata, prepare, steps, vips
+from . import animation, codecs, format_limits, metadata, pillow_codecs, prepare, steps, vips
 from .cancel import DEADLINES, KillSwitch
 from .color import to_standard
 from .steps import Context, Step
@@ -122,9 +122,12 @@ def _process(data: codecs.Input, e: Effective, chooser: FormatChooser,
         return skip(data.whole(), src_format, e)
     if src_format not in formats.LOADABLE:
         raise UnsupportedFormat(f"Source format {src_format} is not supported")
-    if src_format == "jpeg":
+    in_memory = isinstance(data.data, bytes)
+    if src_format == "jpeg" and not in_memory:  # counted as the stream is read
         data.limit_scans()
     header = prepare.inspect(data, src_format, e)
+    if src_format == "jpeg" and in_memory and header.held:  # only a multiscan JPEG (it
+        data.limit_scans()  # holds coefficients) is decoded scan by scan: count them
     p, out_w, out_h = prepare.geometry(e, *header.shown, header.vector)
     alpha = header.has_alpha or prepare.needs_alpha(e, p)
 
@@ -176,8 +179,10 @@ def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
         out_format = chooser.choose(src_format, header.has_alpha or prepare.needs_alpha(e, p),
                                     False, out_w, out_h)
     else:
-        image = switch.watch(codecs.load(data, src_format, shrink=shrink, frames=frames,
-                                         thumbnail=e.enforce_thumbnail, fail_on=fail_on))
+        image = fast_decode(data, header, shrink, e) if fail_on == "error" else None
+        image = switch.watch(image or codecs.load(data, src_format, shrink=shrink,
+                                                  frames=frames, thumbnail=e.enforce_thumbnail,
+                                                  fail_on=fail_on))
         raw_size = (header.width, header.height)
     ctx = Context(e, p, header.orientation, out_format, raw_size, watermark, switch.watch)
     if frames > 1:
@@ -189,6 +194,15 @@ def _decode(data: codecs.Input, e: Effective, chooser: FormatChooser,
     encoded = encode(image, out_format, e)
     height = image.get("page-height") if frames > 1 else image.height
     return Result(encoded, out_format, image.width, height, src_format, *header.shown)
+
+
+def fast_decode(data: codecs.Input, header: prepare.Header, shrink: float, e: Effective
+                ) -> pyvips.Image | None:
+    """A JPEG in memory shrunk on load, by Pillow's decoder (the same pixels for less
+    CPU: ``pillow_codecs``); None for anything else."""
+    if header.format != "jpeg" or header.image is None or not isinstance(data.data, bytes):
+        return None
+    return pillow_codecs.decode_jpeg(data.data, header.image, shrink, e.strip_metadata)
 
 
 def run(image: pyvips.Image, ctx: Context, pipeline: Sequence[Step],
