@@ -61,9 +61,12 @@ def decode_jpeg(data: bytes, header: pyvips.Image, shrink: float, strip: bool
     libjpeg rounds the scaled size up, libvips down (it drops the last, partial row
     and column): the same pixels otherwise."""
     factor = 8 if shrink >= 8 else 4 if shrink >= 4 else 2 if shrink >= 2 else 1
+    if factor == 1:
+        return None
     full, bands = (header.width, header.height), header.bands  # each a call into libvips
-    if factor == 1 or header.format != "uchar" or bands not in _MODES or \
-            full[0] * full[1] > MAX_SOURCE_PIXELS or _multiscan(header):
+    fields = header.get_fields()  # one call; a field's type is asked only if it is there
+    if header.format != "uchar" or bands not in _MODES or \
+            full[0] * full[1] > MAX_SOURCE_PIXELS or _multiscan(header, fields):
         return None
     width, height = full[0] // factor, full[1] // factor
     scaled = (-(-full[0] // factor), -(-full[1] // factor))
@@ -86,17 +89,16 @@ def decode_jpeg(data: bytes, header: pyvips.Image, shrink: float, strip: bool
         image = image.crop(0, 0, width, height)
     image = image.copy(interpretation=header.interpretation, xres=header.xres,
                        yres=header.yres)
-    for name in STRIPPED if strip else header.get_fields():
-        kind = header.get_typeof(name)
-        if kind and name not in _LAYOUT and not name.startswith("vips-"):
-            image.set_type(kind, name, header.get(name))
+    for name in [n for n in STRIPPED if n in fields] if strip else fields:
+        if name not in _LAYOUT and not name.startswith("vips-"):
+            image.set_type(header.get_typeof(name), name, header.get(name))
     return image
 
 
-def _multiscan(header: pyvips.Image) -> bool:
+def _multiscan(header: pyvips.Image, fields: list[str]) -> bool:
     """Progressive (or multiscan) JPEGs stay with libvips: their scans are counted
     (``codecs.MAX_JPEG_SCANS``) and their coefficients are in the memory estimate."""
-    return bool(header.get_typeof("jpeg-multiscan") and header.get("jpeg-multiscan"))
+    return "jpeg-multiscan" in fields and bool(header.get("jpeg-multiscan"))
 
 
 def save(image: pyvips.Image, fmt: str, quality: int, keep: str, e: object) -> bytes | None:
