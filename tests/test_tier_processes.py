@@ -40,7 +40,8 @@ class Pod:
         with open(self.log, "wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "vipsgate", "serve", "--host", "127.0.0.1", "--port",
-                str(self.port), env=self.env, cwd=ROOT, stdout=out, stderr=out)
+                str(self.port), "--processes", "1",  # a pod of one process, as the chart's
+                env=self.env, cwd=ROOT, stdout=out, stderr=out)
 
         def ready() -> bool:
             assert self.proc is not None and self.proc.returncode is None, \
