@@ -13,15 +13,13 @@ server started without the front door (aiohttp's test server) answers the same.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
-from .middleware import Tracing
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Entry = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
+from .connections import Entry
+from .middleware import Handler, Tracing
 
 
 class FrontDoor:
