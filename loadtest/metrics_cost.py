@@ -16,7 +16,7 @@ import sys
 MEASURE = """
 import sys, tempfile, time
 if sys.argv[1] == "multiprocess":
-    from vipsgate.metrics import enable_multiprocess
+    from vipsgate.multiprocess import enable_multiprocess
     enable_multiprocess(tempfile.mkdtemp(prefix="metrics-cost-"))
 from vipsgate.metrics import Metrics, RequestTrace
 metrics, calls = Metrics(), int(sys.argv[2])

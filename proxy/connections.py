@@ -30,8 +30,6 @@ are checked by one sweep per process (``ConnectionGuard``), not a timer per requ
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import resource
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -54,21 +52,6 @@ _BODY = b"Too many connections\n"
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
            b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\nServer: vipsgate/%s"
            b"\r\n\r\n%s") % (len(_BODY), __version__.encode(), _BODY)
-
-
-def raise_descriptor_limit() -> tuple[int, int]:
-    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (as Go does at start); returns
-    ``(soft, hard)`` as they are now, an unlimited one as 2**20."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft < hard):
-        with contextlib.suppress(ValueError, OSError):  # the cap then fits the soft limit
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-    def finite(limit: int) -> int:
-        return 1 << 20 if limit == resource.RLIM_INFINITY else limit
-
-    return finite(soft), finite(hard)
 
 
 def client_cap(settings: Settings, descriptors: int) -> tuple[int, int]:

@@ -6,12 +6,14 @@ the two (a stale instance would answer part of the traffic). With several proces
 (``VIPSGATE_PROCESSES``) the supervisor first checks that the port is free with such an
 exclusive bind, then binds one ``SO_REUSEPORT`` socket per process before forking:
 the kernel spreads connections over them, and no other server was there to join.
+The descriptor limit is raised here too, before forking, so every process inherits it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import resource
 import socket
 from typing import Any
 
@@ -89,3 +91,18 @@ def _why(exc: OSError) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the host ({exc.strerror})"
     return exc.strerror or str(exc)
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (as Go does at start); returns
+    ``(soft, hard)`` as they are now, an unlimited one as 2**20."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):  # the cap then fits the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+    def finite(limit: int) -> int:
+        return 1 << 20 if limit == resource.RLIM_INFINITY else limit
+
+    return finite(soft), finite(hard)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,12 +30,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
     multiprocess,
-    values,
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .multiprocess import multiprocess_dir
 from .native import loaded_library
 from .tally import FlushFirst, Tally
 
@@ -45,7 +44,6 @@ STAGES = ("queue", "fetch", "process")
 _SECONDS = (.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 _STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 _BYTES = tuple(float(2 ** n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(slots=True)
@@ -288,25 +286,6 @@ def _libvips_version() -> str:
         return ".".join(str(pyvips.version(i)) for i in range(3))
     except Exception:  # pragma: no cover - pyvips always loads in the server
         return "unknown"
-
-
-def multiprocess_dir() -> str | None:
-    """The directory of prometheus-client's multiprocess mode, when it is on."""
-    return os.environ.get(MULTIPROCESS_ENV) or None
-
-
-def enable_multiprocess(directory: str) -> None:
-    """Keep every metric in files under ``directory`` that each process's ``/metrics``
-    reads and sums (prometheus-client's multiprocess mode). Call before any metric
-    exists and before forking: ``vipsgate serve --processes N`` does."""
-    os.environ[MULTIPROCESS_ENV] = directory
-    values.ValueClass = values.get_value_class()
-
-
-def process_exited(pid: int) -> None:
-    """Drop the live gauges of a process that has exited (the supervisor calls this)."""
-    if multiprocess_dir():
-        multiprocess.mark_process_dead(pid)
 
 
 class Metrics:

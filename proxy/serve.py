@@ -8,18 +8,18 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .listen import BACKLOG
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def _limit_arenas() -> None:
@@ -35,8 +35,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     (before libvips is loaded: its threads do not survive a fork). The ports are bound
     before anything starts, and a busy one stops start-up (``ListenError``)."""
     _limit_arenas()
-    from .connections import raise_descriptor_limit
-    from .listen import close, listen
+    from .listen import close, listen, raise_descriptor_limit
     descriptors = raise_descriptor_limit()  # before forking: every process inherits it
     n = settings.process_count
     settings = dataclasses.replace(settings, processes=n)
@@ -51,10 +50,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
             raise
     index = 0
     if n > 1:
-        forked = _fork_servers(n, lambda: close([*sockets, *(metrics_sockets or [])]))
-        if isinstance(forked, ExitCode):
-            return forked.code
-        index = forked
+        index = _fork_servers(n, lambda: close([*sockets, *(metrics_sockets or [])]))
         settings = share(settings, n)  # each process gets its share; and its own sockets
         for others in (sockets, metrics_sockets or []):
             close([s for i, s in enumerate(others) if i != index])
@@ -106,22 +102,19 @@ def share(settings: Settings, n: int, cgroup: str = "/sys/fs/cgroup/memory.max"
         requests_queue_size=max(1, -(-queue // n)) if queue else 0)
 
 
-@dataclasses.dataclass(frozen=True)
-class ExitCode:
-    code: int
-
-
-def _fork_servers(count: int, release: Callable[[], None]) -> int | ExitCode:
+def _fork_servers(count: int, release: Callable[[], None]) -> int:
     """Fork ``count`` server processes, each with its own SO_REUSEPORT socket on the port.
 
-    Returns the process index in a child. The parent only supervises: it forwards
-    SIGTERM/SIGINT, and when one child dies unexpectedly it stops the others and
-    returns a failing ``ExitCode`` (the orchestrator restarts the whole server).
-    Separate processes use both cores better than threads sharing one GIL. Metrics
-    go through prometheus-client's multiprocess mode (a temporary directory, unless
-    ``PROMETHEUS_MULTIPROC_DIR`` names one), so every ``/metrics`` shows all processes.
+    Returns the process index in a child. The parent closes its copies of the sockets
+    (they would keep the listeners open after the children close them: connections
+    queued with nobody to answer) and becomes the supervisor (``supervise.py``): it
+    never returns. Separate processes use both cores better than threads sharing one
+    GIL. Metrics go through prometheus-client's multiprocess mode (a temporary
+    directory, unless ``PROMETHEUS_MULTIPROC_DIR`` names one), so every ``/metrics``
+    shows all processes.
     """
-    from .metrics import enable_multiprocess, multiprocess_dir, process_exited
+    from .multiprocess import enable_multiprocess, multiprocess_dir
+    from .supervise import command
     own_dir = None
     if not multiprocess_dir():  # shared metric files, so any process's /metrics sums all
         own_dir = tempfile.mkdtemp(prefix="vipsgate-metrics-")
@@ -133,32 +126,11 @@ def _fork_servers(count: int, release: Callable[[], None]) -> int | ExitCode:
             _die_with_parent()
             return index
         children.append(pid)
-    stopping = False
-
-    def forward(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    # the parent never accepts: its copies would keep the listeners open after the
-    # children close them (connections queued with nobody to answer)
     release()
-    status, remaining = 0, set(children)
-    while remaining:
-        pid, raw = os.wait()
-        remaining.discard(pid)
-        process_exited(pid)
-        code = os.waitstatus_to_exitcode(raw)
-        if code != 0 and not stopping:
-            status = 1
-            forward(signal.SIGTERM, None)
-    if own_dir:
-        shutil.rmtree(own_dir, ignore_errors=True)
-    return ExitCode(status)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = command(children, own_dir)
+    os.execv(argv[0], argv)  # a child that exits meanwhile waits, a zombie, for it
 
 
 async def _serve(app: web.Application, settings: Settings, host: str,
@@ -172,6 +144,8 @@ async def _serve(app: web.Application, settings: Settings, host: str,
     2. The listener closes; in-flight requests get ``IMGPROXY_GRACEFUL_STOP_TIMEOUT``
        seconds to finish, then the app's cleanup closes the worker pool and sources.
     """
+    from aiohttp import web
+
     from .app import FRONT
     from .connections import ConnectionGuard, client_cap, describe, listen_guarded
     from .metrics import metrics_app

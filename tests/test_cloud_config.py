@@ -38,8 +38,10 @@ def test_a_missing_extra_is_named(values: dict[str, object], message: str) -> No
 
 
 def test_nothing_is_needed_when_the_stores_are_off() -> None:
-    check_cloud(settings(cache_use="s3"), available=lambda module: False)
+    looked_up: list[str] = []
+    check_cloud(settings(cache_use="s3"), available=lambda m: bool(looked_up.append(m)))
     assert make_settings().use_gcs is False
+    assert looked_up == []  # finding a module imports its parents: the SDKs stay unloaded
 
 
 def test_the_server_refuses_to_start_and_says_which_extra() -> None:

@@ -184,7 +184,7 @@ def test_the_descriptor_limit_is_raised_to_the_hard_limit():
     def lower() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 
-    code = "from vipsgate.connections import raise_descriptor_limit as r; print(*r())"
+    code = "from vipsgate.listen import raise_descriptor_limit as r; print(*r())"
     done = subprocess.run([sys.executable, "-c", code], preexec_fn=lower, capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.split() == [str(hard), str(hard)]

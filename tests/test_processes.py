@@ -44,6 +44,15 @@ def test_two_processes_share_the_port_and_stop_together(server: ServerProcess) -
     assert not any(Path(f"/proc/{pid}").exists() for pid in server.pids)  # reaped by the parent
 
 
+def test_the_supervisor_holds_no_server_code(server: ServerProcess) -> None:
+    """After forking, the parent becomes ``supervise.py``: no libvips, no aiohttp."""
+    cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"vipsgate.supervise" in cmdline
+    maps = Path(f"/proc/{server.pid}/maps").read_text()
+    assert "libvips" not in maps and "aiohttp" not in maps
+    assert "libvips" in Path(f"/proc/{min(server.pids)}/maps").read_text()  # the servers
+
+
 def test_metrics_of_all_processes_in_every_scrape(server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Each request and scrape opens its own connection, so SO_REUSEPORT spreads them
     over both processes; every scrape still counts all requests and all workers."""

@@ -116,9 +116,11 @@ def check_cloud(s: Any, available: Callable[[str], bool] = installed) -> None:
     if s.cache_use in wanted:
         wanted[s.cache_use].append(f"IMGPROXY_CACHE_USE={s.cache_use}")
     for store, reasons in wanted.items():
+        if not reasons:  # find_spec imports the parent packages: only for a wanted store
+            continue
         extra, modules = EXTRAS[store]
         missing = [m for m in modules if not available(m)]
-        if reasons and missing:
+        if missing:
             raise ConfigError(f"{' and '.join(reasons)} needs the optional client: "
                               f"pip install 'vipsgate[{extra}]' (missing {missing[0]})")
     if s.use_abs and not s.abs_name:

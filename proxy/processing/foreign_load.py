@@ -11,12 +11,14 @@ The pixels arrive already oriented (HEIF ``irot``/``imir``, the JPEG XL header's
 orientation), so the orientation to apply is always 1. ICC profiles, EXIF and
 XMP travel as libvips metadata; 16-bit samples stay 16-bit until ``color``
 converts them. These formats need the whole file (random access): their
-sources are always buffered. Libraries are imported on first use, and ``init``
-(called by ``vips.init`` in each worker process) sets them up.
+sources are always buffered. Libraries are imported and set up on first use;
+``init`` (called by ``vips.init`` in each worker process) turns Pillow's own bomb
+check off.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from typing import Any
@@ -39,16 +41,24 @@ _MODES = {
 
 def init() -> None:
     """Process setup: vipsgate checks every size itself from the header, before Pillow
-    decodes, so Pillow's own bomb check is off (one limit, one answer); libheif and
-    libjxl use one thread per image, as libvips does (parallelism comes from requests)."""
-    import pillow_heif
+    decodes, so Pillow's own bomb check is off (one limit, one answer)."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
+
+
+@functools.cache
+def _pillow_heif() -> Any:
+    """pillow-heif, loaded with the first HEIC (libheif and x265 cost every process a few
+    MB): libheif uses one thread per image, as libvips does (parallelism comes from
+    requests), and reads no thumbnails, depth or auxiliary images."""
+    import pillow_heif
+
     pillow_heif.options.DECODE_THREADS = 1
     pillow_heif.options.THUMBNAILS = False
     pillow_heif.options.DEPTH_IMAGES = False
     pillow_heif.options.AUX_IMAGES = False
+    return pillow_heif
 
 
 def probe(data: bytes, fmt: str) -> Declared:
@@ -130,9 +140,7 @@ def _pillow(im: Any) -> pyvips.Image:
 # --- HEIC / HEIF ------------------------------------------------------------------------
 
 def _open_heif(data: bytes) -> Any:
-    import pillow_heif
-
-    heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=False)
+    heif = _pillow_heif().open_heif(data, convert_hdr_to_8bit=False)
     return heif[heif.primary_index]  # a multi-image file: its primary image
 
 
