@@ -193,3 +193,29 @@ async def test_a_job_waiting_for_bytes_lends_its_worker(make_client, origin, ima
     assert fast.status == 200 and not slow.done()
     body.gate.set()
     assert (await slow).status == 200
+
+
+async def test_a_body_that_arrived_before_the_job_is_decoded_from_memory() -> None:
+    """A job that starts after its download ended reads the bytes in place, and only
+    then: not after reading some, not past its limit, not before the end."""
+    from vipsgate.processing import codecs
+    from vipsgate.sources.stream import SourceStream
+
+    data = photo(64, 48).jpegsave_buffer()
+    stream = SourceStream()
+    partial = stream.reader()
+    for i in range(0, len(data), 1000):
+        await stream.write(data[i:i + 1000])
+    assert partial.arrived() is None  # not finished yet
+    stream.finish()
+    assert codecs.Input(partial).data == data  # the whole body, in memory
+    assert stream.reader(limit=len(data) - 1).arrived() is None  # past the limit
+    started = stream.reader()
+    started.read(10)
+    assert started.arrived() is None  # it has read bytes: it goes on reading
+    assert isinstance(codecs.Input(started).data, type(started))
+    failed = SourceStream()
+    reader = failed.reader()
+    await failed.write(data)
+    failed.fail(OSError("reset"))
+    assert reader.arrived() is None

@@ -38,6 +38,8 @@ class Stream(Protocol):
 
     def peek(self, size: int) -> bytes: ...
 
+    def arrived(self) -> bytes | None: ...
+
 
 #: formats whose loaders decode strip by strip as the pipeline asks (the others decode
 #: the whole image first: WebP, GIF, AVIF and the ``foreign_load`` ones)
@@ -65,10 +67,14 @@ class ScanCounter:
 
 class Input:
     """What a job decodes: bytes in memory, or a ``Stream`` (opened once as a libvips
-    source, so the header and the shrunk decode read it from the same place).
+    source, so the header and the shrunk decode read it from the same place). A stream
+    whose body has all arrived before the job starts is read from memory: libvips then
+    needs no call back into Python for every few KiB.
     ``failure`` keeps why the stream stopped, to answer with that, not libvips' error."""
 
     def __init__(self, data: bytes | Stream) -> None:
+        if not isinstance(data, bytes):  # all there already: decoded from memory
+            data = data.arrived() or data
         self.data = data
         self.failure: Exception | None = None
         self._source: pyvips.Source | None = None

@@ -272,6 +272,20 @@ class Reader:
             raise SourceTooLarge(f"Source is larger than {self.limit} bytes")
         return out
 
+    def arrived(self) -> bytes | None:
+        """The whole body, when all of it arrived before this reader read a byte (the job
+        waited for a worker while the download finished); None otherwise, and when it
+        is past the reader's limit (``read`` then says so)."""
+        s = self.stream
+        with s._lock:
+            if self.position or s.base or not s.done or s.error is not None or \
+                    (self.limit and s.received > self.limit):
+                return None
+            if len(s.chunks) > 1:
+                s.chunks = [b"".join(s.chunks)]
+                s.generation += 1
+            return s.chunks[0] if s.chunks else b""
+
     def peek(self, size: int) -> bytes:
         """The next ``size`` bytes (fewer at the end) without consuming them; blocks."""
         s = self.stream
