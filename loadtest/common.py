@@ -397,3 +397,22 @@ def thread_load(fn: Callable[[], object], threads: int, duration: float,
         t.join()
     stats.cpu = time.process_time() - cpu_start
     return stats
+
+
+# --- an HTTP origin ------------------------------------------------------------------
+
+class Origin(Server):
+    """The throttled origin, in its own process."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        super().__init__([sys.executable, str(ROOT / "loadtest" / "throttled_origin.py"),
+                          str(root)], {}, log, b"origin listening")
+
+    def url(self, alias: str, name: str, rate: int = 0) -> str:
+        query = f"?rate={rate}" if rate else ""
+        return f"http://127.0.0.1:{self.port}/{alias}/{name}{query}"
+
+
+def source_path(url: str, options: str = "rs:fit:300:300") -> str:
+    from vipsgate.paths import encode_source
+    return signer()(f"/{options}/{encode_source(url)}")

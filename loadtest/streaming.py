@@ -35,6 +35,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.bench import WORKLOADS, cold_paths
 from loadtest.common import (
+    Origin,
     RssSampler,
     Server,
     _photo,
@@ -42,7 +43,7 @@ from loadtest.common import (
     http_load,
     no_metadata,
     rss_bytes,
-    signer,
+    source_path,
     write_sources,
 )
 from loadtest.paired import server_for
@@ -74,27 +75,10 @@ def make_sources(root: Path, only: list[str]) -> None:
         (root / "49mp.jpg").write_bytes(noisy_jpeg(7000, 7000, 85))  # ~8.9 MB
 
 
-class Origin(Server):
-    """The throttled origin, in its own process."""
-
-    def __init__(self, root: Path, log: Path) -> None:
-        super().__init__([sys.executable, str(ROOT / "loadtest" / "throttled_origin.py"),
-                          str(root)], {}, log, b"origin listening")
-
-    def url(self, alias: str, name: str, rate: int = 0) -> str:
-        query = f"?rate={rate}" if rate else ""
-        return f"http://127.0.0.1:{self.port}/{alias}/{name}{query}"
-
-
 async def get(session: aiohttp.ClientSession, port: int, path: str) -> tuple[int, float, dict]:
     async with session.get(f"http://127.0.0.1:{port}{path}") as response:
         await response.read()
         return response.status, time.monotonic(), dict(response.headers)
-
-
-def source_path(url: str, options: str = "rs:fit:300:300") -> str:
-    from vipsgate.paths import encode_source
-    return signer()(f"/{options}/{encode_source(url)}")
 
 
 async def overlap(server: Server, origin: Origin, run: str) -> dict[str, Any]:
