@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from s3_fixtures import BUCKET, OTHER, VERSIONED, S3World, s3  # noqa: F401
 
 from conftest import fetch_source, make_settings, signed
-from imagegen import load
+from imagegen import jpeg, load
 from vipsgate.app import SOURCES
 from vipsgate.errors import InvalidSource, SourceNotFound, SourceTooLarge, SourceUnreachable
 from vipsgate.paths import encode_source
@@ -159,3 +159,42 @@ def test_parse_s3_url(url: str, expected: tuple[str, str, str | None]) -> None:
 def test_parse_s3_url_rejects_incomplete(url: str) -> None:
     with pytest.raises(InvalidSource):
         parse_s3_url(url)
+
+
+async def test_validators_are_forwarded_and_a_304_downloads_nothing(s3: S3World) -> None:  # noqa: F811
+    """GetObject with ``IfNoneMatch``/``IfModifiedSince`` (as imgproxy): S3's 304 is
+    ``Unchanged`` with the validators it carried; a changed object is downloaded."""
+    from vipsgate.sources.base import Unchanged
+
+    key = "conditional/cat.jpg"
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=jpeg(80, 60), ContentType="image/jpeg")
+    head = s3.client.head_object(Bucket=BUCKET, Key=key)
+    url = f"s3://{BUCKET}/{key}"
+    async with Sources(make_settings(**s3.env())) as sources:
+        ref = sources.check(url)
+        by_tag = await sources.fetch_if_changed(ref, 0, {"If-None-Match": head["ETag"]})
+        since = (await fetch_source(sources, url)).meta.last_modified
+        assert since is not None
+        by_date = await sources.fetch_if_changed(ref, 0, {"If-Modified-Since": since})
+        other = await sources.fetch_if_changed(ref, 0, {"If-None-Match": '"another"'})
+    assert isinstance(by_tag, Unchanged) and by_tag.meta.etag == head["ETag"]
+    assert isinstance(by_date, Unchanged)
+    assert not isinstance(other, Unchanged) and other.data == s3.client.get_object(
+        Bucket=BUCKET, Key=key)["Body"].read()
+
+
+async def test_a_client_revalidation_is_304_until_the_object_changes(make_client,  # type: ignore[no-untyped-def]
+                                                                      s3: S3World) -> None:  # noqa: F811
+    key = "conditional/revalidated.jpg"
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=jpeg(80, 60), ContentType="image/jpeg")
+    client = await make_client(**s3.env(VIPSGATE_RESULT_CACHE_BYTES="0",
+                                        VIPSGATE_SOURCE_CACHE_BYTES="0"))
+    path = path_for(f"s3://{BUCKET}/{key}")
+    first = await client.get(path)
+    assert first.status == 200
+    etag = first.headers["ETag"]
+    again = await client.get(path, headers={"If-None-Match": etag})
+    assert (again.status, again.headers["ETag"]) == (304, etag)
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=jpeg(40, 40), ContentType="image/jpeg")
+    changed = await client.get(path, headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag

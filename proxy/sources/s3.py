@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,7 +40,7 @@ from ..errors import (
     SourceTooLarge,
     SourceUnreachable,
 )
-from .base import CHUNK, SourceMeta
+from .base import CHUNK, SourceMeta, Unchanged
 
 log = logging.getLogger("vipsgate.sources")
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
@@ -119,17 +119,45 @@ class S3Source:
         self.client = None
 
     async def open(self, url: str, max_bytes: int) -> S3Body:
+        opened = await self._open(url, max_bytes, {})
+        assert isinstance(opened, S3Body), "a GetObject without conditions is never a 304"
+        return opened
+
+    async def open_if_changed(self, url: str, max_bytes: int,
+                              conditions: Mapping[str, str]) -> S3Body | Unchanged:
+        """``open`` with the client's validators forwarded as GetObject's ``IfNoneMatch``
+        and ``IfModifiedSince`` (as imgproxy): ``Unchanged`` when S3 answers 304, and
+        the object is not downloaded."""
+        given: dict[str, Any] = {}
+        if "If-None-Match" in conditions:
+            given["IfNoneMatch"] = conditions["If-None-Match"]
+        if "If-Modified-Since" in conditions:
+            with contextlib.suppress(TypeError, ValueError):  # unparsable: not forwarded
+                given["IfModifiedSince"] = parsedate_to_datetime(conditions["If-Modified-Since"])
+        return await self._open(url, max_bytes, given)
+
+    async def _open(self, url: str, max_bytes: int, conditions: dict[str, Any]
+                    ) -> S3Body | Unchanged:
         bucket, key, version = parse_s3_url(url, self.separator)
         if self.allowed_buckets and bucket not in self.allowed_buckets:
             raise InvalidSource(f"S3 bucket is not allowed: {bucket}")
-        params = {"Bucket": bucket, "Key": key}
+        params = {"Bucket": bucket, "Key": key, **conditions}
         if version:
             params["VersionId"] = version
         assert self.client is not None, "S3Source used outside its context"
         deadline = asyncio.get_running_loop().time() + self.timeout
         with s3_errors(url, self.timeout):
             async with asyncio.timeout_at(deadline):
-                response = await self.client.get_object(**params)
+                try:
+                    response = await self.client.get_object(**params)
+                except ClientError as exc:
+                    metadata = exc.response.get("ResponseMetadata", {})
+                    if conditions and metadata.get("HTTPStatusCode") == 304:
+                        h = metadata.get("HTTPHeaders", {})
+                        return Unchanged(SourceMeta(
+                            etag=h.get("etag"), last_modified=h.get("last-modified"),
+                            cache_control=h.get("cache-control"), expires=h.get("expires")))
+                    raise
         declared = response.get("ContentLength")
         if max_bytes and declared is not None and declared > max_bytes:
             response["Body"].close()
