@@ -380,7 +380,9 @@ def main() -> int:
     if args.only is None:
         args.only = ["W1", "W2", "W3", "W4", *(["MIX", "MIX-NOAVIF"] if args.peers else []),
                      "W5", "FLOOR"]
-    if args.peers:
+    if args.only == ["FLOOR"]:  # the floor alone: no server, no table
+        report: dict = {"machine": machine(), "workloads": {}}
+    elif args.peers:
         from loadtest.versus import run_vs_peers, vs_chart, vs_summary
         report = run_vs_peers(args)
         print("\n" + vs_summary(report))
