@@ -114,23 +114,32 @@ def _fork_servers(count: int, release: Callable[[], None]) -> int:
     shows all processes.
     """
     from .multiprocess import enable_multiprocess, multiprocess_dir
-    from .supervise import command
+    from .supervise import STOPS, command, supervise
     own_dir = None
     if not multiprocess_dir():  # shared metric files, so any process's /metrics sums all
         own_dir = tempfile.mkdtemp(prefix="vipsgate-metrics-")
         enable_multiprocess(own_dir)
+    sys.stdout.flush()  # or each child would write what is still buffered again
+    sys.stderr.flush()
+    # SIGTERM/SIGINT wait (blocked) until someone handles them: each child once it
+    # will die with the supervisor, the supervisor once its handlers are in place (the
+    # mask survives exec). A stop in between is neither lost nor orphans a server.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    supervisor = os.getpid()
     children: list[int] = []
     for index in range(count):
         pid = os.fork()
         if pid == 0:
-            _die_with_parent()
+            _die_with_parent(supervisor)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
             return index
         children.append(pid)
     release()
-    sys.stdout.flush()
-    sys.stderr.flush()
     argv = command(children, own_dir)
-    os.execv(argv[0], argv)  # a child that exits meanwhile waits, a zombie, for it
+    try:
+        os.execv(argv[0], argv)  # a child that exits meanwhile waits, a zombie, for it
+    except OSError:  # no interpreter to exec (a frozen build): supervise from here
+        sys.exit(supervise(children, own_dir))
 
 
 async def _serve(app: web.Application, settings: Settings, host: str,
@@ -220,13 +229,16 @@ def _say(line: str) -> None:
     os.write(sys.stdout.fileno(), (line + "\n").encode())
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when the supervisor dies, even by SIGKILL."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this process when the supervisor dies, even by SIGKILL; exit now
+    if it died before this was set (this process was handed to another parent)."""
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _banner(settings: Settings, host: str, port: int, full: bool = True) -> None:

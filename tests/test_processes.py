@@ -154,3 +154,47 @@ def _running(pid: int) -> bool:
             os.waitpid(pid, os.WNOHANG)
         return False
     return True
+
+
+def _marked(marker: str) -> list[int]:
+    """Live processes whose environment carries ``marker`` (zombies reaped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in environ and _running(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_stop_while_the_supervisor_starts_stops_all(tmp_path: Path, attempt: int) -> None:
+    """SIGTERM as soon as the supervisor is exec'd (before it or the servers handle it):
+    it waits, blocked, instead of killing the supervisor and orphaning the servers."""
+    import subprocess
+    import sys
+    import uuid
+
+    marker = f"VIPSGATE_TEST_MARK={uuid.uuid4().hex}"
+    env = {**os.environ, "IMGPROXY_KEY": TEST_KEY, "IMGPROXY_SALT": TEST_SALT,
+           "IMGPROXY_LOCAL_FILESYSTEM_ROOT": str(tmp_path), marker.split("=")[0]: marker}
+    process = subprocess.Popen([sys.executable, "-m", "vipsgate", "serve", "--host",
+                                "127.0.0.1", "--port", "0", "--processes", "2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # polling /proc: nothing announces another process's exec; the supervisor then
+        # starts an interpreter (tens of ms) before it can handle a signal
+        wait_for(lambda: b"supervise" in Path(f"/proc/{process.pid}/cmdline").read_bytes(),
+                 30, interval=0.001, what="the supervisor's exec")
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        wait_for(lambda: not _marked(marker), 30, interval=0.05, what="every process stopping")
+    finally:
+        for pid in _marked(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()

@@ -198,3 +198,31 @@ async def test_a_client_revalidation_is_304_until_the_object_changes(make_client
     s3.client.put_object(Bucket=BUCKET, Key=key, Body=jpeg(40, 40), ContentType="image/jpeg")
     changed = await client.get(path, headers={"If-None-Match": etag})
     assert changed.status == 200 and changed.headers["ETag"] != etag
+
+
+@pytest.mark.parametrize(("tag", "forwarded"), [
+    ('"abc"', True), ('W/"abc"', True), ('"a", "b"', False), ('"a\r\nX-Injected: 1"', False),
+    ("abc", False), ("", False)])
+async def test_only_one_well_formed_tag_is_forwarded(s3: S3World, tag: str,  # noqa: F811
+                                                     forwarded: bool) -> None:
+    """Tags come from clients (inside ours): S3 gets a single well-formed one or none, and
+    without one the object is fetched (and compared by the handler)."""
+    from vipsgate.sources.base import Unchanged
+
+    key = "conditional/tags.jpg"
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=jpeg(8, 8), ContentType="image/jpeg")
+    sent: list[dict] = []
+    async with Sources(make_settings(**s3.env())) as sources:
+        source = sources.by_scheme["s3"]
+        client = source.client
+        original = client.get_object
+
+        async def spy(**params):  # type: ignore[no-untyped-def]
+            sent.append(params)
+            return await original(**params)
+
+        client.get_object = spy
+        outcome = await sources.fetch_if_changed(sources.check(f"s3://{BUCKET}/{key}"), 0,
+                                                 {"If-None-Match": tag})
+    assert ("IfNoneMatch" in sent[0]) is forwarded
+    assert not isinstance(outcome, Unchanged)  # none of these is the object's tag

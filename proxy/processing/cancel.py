@@ -61,10 +61,11 @@ class KillSwitch:
 class Deadlines:
     """Kills switches at their deadlines (``time.monotonic()``) from one timer thread.
 
-    The thread wakes at most every ``GRANULARITY`` seconds, and ``arm`` wakes it only
-    for a deadline earlier than all it holds: jobs share one timeout, so a steady
-    stream of jobs costs it a few wakes a second instead of two per job (each a context
-    switch and a turn of the GIL). A kill can come that much late."""
+    ``arm`` wakes the thread only for a deadline earlier than all it holds, and the
+    thread otherwise sleeps at least ``GRANULARITY`` seconds between passes, killing
+    every switch past its deadline on each: jobs share one timeout, so a steady stream
+    of jobs costs it a few wakes a second instead of two per job (each a context switch
+    and a turn of the GIL). A kill can come up to ``GRANULARITY`` late."""
 
     GRANULARITY = 0.1
 

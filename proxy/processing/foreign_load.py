@@ -19,6 +19,7 @@ check off.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import io
 from collections.abc import Callable
 from typing import Any
@@ -41,10 +42,14 @@ _MODES = {
 
 def init() -> None:
     """Process setup: vipsgate checks every size itself from the header, before Pillow
-    decodes, so Pillow's own bomb check is off (one limit, one answer)."""
+    decodes, so Pillow's own bomb check is off (one limit, one answer). pillow-heif is
+    only looked for here (a missing install stops the worker's start, as its import
+    did); it is imported with the first HEIC."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
+    if importlib.util.find_spec("pillow_heif") is None:
+        raise ImportError("pillow-heif is not installed (vipsgate needs it for HEIC)")
 
 
 @functools.cache

@@ -22,7 +22,8 @@ SAFE_LOADERS = ("VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWeb
 def init() -> None:
     """One libvips thread per image, no operation cache, only safe loaders, warnings
     (not INFO lines) forwarded to Python logging, nested GLib messages not fatal; the
-    decoders of ``foreign_load`` (HEIC, BMP, ICO, JPEG XL) set up likewise."""
+    decoders of ``foreign_load`` (HEIC, BMP, ICO, JPEG XL) set up likewise (pillow-heif
+    on its first use)."""
     global _done
     if _done:
         return

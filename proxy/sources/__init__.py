@@ -133,7 +133,7 @@ class Sources:
 
     async def fetch_if_changed(self, ref: SourceRef, max_bytes: int,
                                conditions: Mapping[str, str]) -> Fetched | Unchanged:
-        """``fetch`` with the client's validators forwarded where the scheme can (HTTP):
+        """``fetch`` with the client's validators forwarded where the scheme can (HTTP, S3):
         ``Unchanged`` when the origin says the client's copy is current."""
         source = self.by_scheme.get(ref.scheme)
         conditional = getattr(source, "open_if_changed", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ from .base import CHUNK, SourceMeta, Unchanged
 
 log = logging.getLogger("vipsgate.sources")
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
+#: one entity tag (RFC 9110 ``entity-tag``): what may be forwarded to S3 as ``IfNoneMatch``
+_ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidObjectState", "403"})
 
 
@@ -127,10 +130,13 @@ class S3Source:
                               conditions: Mapping[str, str]) -> S3Body | Unchanged:
         """``open`` with the client's validators forwarded as GetObject's ``IfNoneMatch``
         and ``IfModifiedSince`` (as imgproxy): ``Unchanged`` when S3 answers 304, and
-        the object is not downloaded."""
+        the object is not downloaded. Only one well-formed entity tag is forwarded (S3
+        compares one; the tags come from clients): with several, the object is fetched
+        and compared here."""
         given: dict[str, Any] = {}
-        if "If-None-Match" in conditions:
-            given["IfNoneMatch"] = conditions["If-None-Match"]
+        tag = conditions.get("If-None-Match", "")
+        if _ENTITY_TAG.fullmatch(tag):
+            given["IfNoneMatch"] = tag
         if "If-Modified-Since" in conditions:
             with contextlib.suppress(TypeError, ValueError):  # unparsable: not forwarded
                 given["IfModifiedSince"] = parsedate_to_datetime(conditions["If-Modified-Since"])
