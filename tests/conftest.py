@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 os.environ.setdefault("VIPS_CONCURRENCY", "1")
 os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")
@@ -286,6 +286,20 @@ async def fetch_source(sources: Sources, url: str, max_bytes: int | None = None)
     """Check then fetch ``url`` as the server does; ``max_bytes`` None: the setting."""
     limit = sources.settings.max_src_file_size if max_bytes is None else max_bytes
     return await sources.fetch(sources.check(url), limit)
+
+
+
+async def assert_revalidates(client: Any, path: str, change: Callable[[], object]) -> None:
+    """The result at ``path`` answers 304 to its own ETag until ``change()`` replaces the
+    source, then 200 with another ETag (a source's validators, end to end)."""
+    first = await client.get(path)
+    assert first.status == 200
+    etag = first.headers["ETag"]
+    again = await client.get(path, headers={"If-None-Match": etag})
+    assert (again.status, again.headers["ETag"]) == (304, etag)
+    change()
+    changed = await client.get(path, headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
 
 
 # --- ``vipsgate serve`` as a subprocess --------------------------------------------------
