@@ -208,3 +208,24 @@ def test_parse_abs_url_rejects_bad_names(url: str) -> None:
     from vipsgate.cloud.names import parse_abs_url
     with pytest.raises(InvalidSource):
         parse_abs_url(url)
+
+
+async def test_one_forwarded_tag_and_a_304_downloads_nothing(azurite: AzureWorld) -> None:  # noqa: F811
+    """The client's entity tag goes with the download: Azure's 304 is ``Unchanged`` with
+    that tag. A date alone is compared here (Azure's 304 may carry no validators)."""
+    from vipsgate.sources.base import Unchanged
+
+    name, body = fresh("conditional"), jpeg(80, 60)
+    azurite.put(BUCKET, name, body)
+    props = azurite.properties(BUCKET, name)
+    url = f"abs://{BUCKET}/{name}"
+    async with Sources(make_settings(**azurite.env())) as sources:
+        ref = sources.check(url)
+        by_tag = await sources.fetch_if_changed(ref, 0, {"If-None-Match": props.etag})
+        since = (await fetch_source(sources, url)).meta.last_modified
+        assert since is not None
+        by_date = await sources.fetch_if_changed(ref, 0, {"If-Modified-Since": since})
+        other = await sources.fetch_if_changed(ref, 0, {"If-None-Match": '"another"'})
+    assert isinstance(by_tag, Unchanged) and by_tag.meta.etag == props.etag
+    for fetched in (by_date, other):
+        assert not isinstance(fetched, Unchanged) and fetched.data == body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -104,3 +105,14 @@ async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int,
             raise SourceTooLarge(f"Source is larger than {max_bytes} bytes")
         parts.append(chunk)
     return b"".join(parts)
+
+
+#: one entity tag (RFC 9110 ``entity-tag``)
+_ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"')
+
+
+def one_entity_tag(value: str) -> str | None:
+    """``value`` when it is exactly one well-formed entity tag, else None: what may be
+    forwarded to a store that compares a single tag (S3, Azure). The tags come from
+    clients (carried inside ours), so nothing else is sent on."""
+    return value if _ENTITY_TAG.fullmatch(value) else None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -41,12 +40,10 @@ from ..errors import (
     SourceTooLarge,
     SourceUnreachable,
 )
-from .base import CHUNK, SourceMeta, Unchanged
+from .base import CHUNK, SourceMeta, Unchanged, one_entity_tag
 
 log = logging.getLogger("vipsgate.sources")
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound", "404"})
-#: one entity tag (RFC 9110 ``entity-tag``): what may be forwarded to S3 as ``IfNoneMatch``
-_ENTITY_TAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 _DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "InvalidObjectState", "403"})
 
 
@@ -134,8 +131,8 @@ class S3Source:
         compares one; the tags come from clients): with several, the object is fetched
         and compared here."""
         given: dict[str, Any] = {}
-        tag = conditions.get("If-None-Match", "")
-        if _ENTITY_TAG.fullmatch(tag):
+        tag = one_entity_tag(conditions.get("If-None-Match", ""))
+        if tag:
             given["IfNoneMatch"] = tag
         if "If-Modified-Since" in conditions:
             with contextlib.suppress(TypeError, ValueError):  # unparsable: not forwarded
