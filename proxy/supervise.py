@@ -1,7 +1,8 @@
 """The supervisor of ``VIPSGATE_PROCESSES`` > 1 servers: ``serve`` forks the servers,
 then replaces itself with this module (``exec``), so the process that serves nothing
 holds only an interpreter (about 11 MB of RSS instead of the 26 MB that the CLI and the
-configuration had cost it). It imports the standard library only.
+configuration had cost it). It imports the standard library only (and ``multiprocess``,
+which does too).
 
 It forwards SIGTERM/SIGINT to the servers (``serve`` blocks both before forking, so a
 stop that comes before the handlers exist waits for them), and when one dies
@@ -18,6 +19,8 @@ import os
 import shutil
 import signal
 import sys
+
+from .multiprocess import multiprocess_dir
 
 #: the signals that stop the server (forwarded to every server process)
 STOPS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -65,7 +68,7 @@ def command(children: list[int], own_dir: str | None) -> list[str]:
 def _drop_live_gauges(pid: int) -> None:
     """What prometheus-client's ``multiprocess.mark_process_dead`` does (its files of
     ``live*`` gauges for ``pid``), without importing it."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = multiprocess_dir()
     if directory:
         for path in glob.glob(os.path.join(glob.escape(directory), f"gauge_live*_{pid}.db")):
             with contextlib.suppress(OSError):
