@@ -88,6 +88,12 @@ WORKLOADS = [
 
 def vipsgate_op(w: Workload, data: bytes) -> Callable[[], object]:
     """The project's own pipeline, exactly as the server calls it."""
+    return path_op(w.path(), data)
+
+
+def path_op(path: str, data: bytes) -> Callable[[], object]:
+    """``process()`` of ``data`` for the signed URL path ``path`` (a modern browser's
+    ``Accept``), exactly as the server calls it."""
     from vipsgate.config import Settings
     from vipsgate.negotiate import negotiate
     from vipsgate.paths import parse_path
@@ -95,7 +101,7 @@ def vipsgate_op(w: Workload, data: bytes) -> Callable[[], object]:
     from vipsgate.processing.vips import init
     from vipsgate.resolve import resolve
     init()
-    parsed = parse_path(w.path())
+    parsed = parse_path(path)
     policy = negotiate(parsed.options.format, MODERN_ACCEPT, auto_webp=True, auto_avif=True,
                        enforce_webp=False, enforce_avif=False)
     effective = resolve(parsed.options, Settings())

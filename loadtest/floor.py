@@ -1,5 +1,6 @@
 """W1's floor: the least CPU any decode + resize + encode of W1 can take, and vipsgate's
-``process()`` against it (issue 23: "within 5 % of the floor measured in the same run").
+``process()`` against it (issue 23: "within 5 % of the floor measured in the same run");
+and the mix's codec floor (``mix_floor``, at the end).
 
 **The floor**, precisely: W1's source (``photo_1080.jpg``, 1920x1080 q90) to the
 300x169 JPEG q80 vipsgate answers, in one thread, as the cheaper of two chains that
@@ -25,7 +26,12 @@ from __future__ import annotations
 import io
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from math import ceil
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loadtest.mix import Mix, MixRequest
 
 #: issue 23: W1 ``process()`` CPU within 5 % of the floor
 TARGET = 1.05
@@ -107,3 +113,100 @@ def summary(report: dict) -> str:
         return line
     return (f"{line}: process() {ms['process']:.2f} ms, process() / floor "
             f"**{report['ratio']:.3f}** (≤ {report['target']:.2f}: {report['verdict']})")
+
+
+def decoded_size(r: MixRequest, source: tuple[int, int]) -> tuple[int, int]:
+    """The least size the request's resize starts from: a fill covers its box."""
+    from loadtest.mix import expected_size
+    out = expected_size(r, source)
+    if r.op.kind != "fill":
+        return out
+    scale = max(out[0] / source[0], out[1] / source[1])
+    return ceil(source[0] * scale), ceil(source[1] * scale)
+
+
+def mix_floor(sources: Mapping[str, bytes], mix: Mix,
+              process_for: Callable[[int], Callable[[], object]]) -> dict:
+    """Where the CPU of a request of ``mix`` (WebP and JPEG only) must go with the codecs at
+    hand, against thumbor's pixel work and vipsgate's ``process()``, per request of one
+    cycle of the mix (every source, operation and format once), in one thread, each
+    request's calls one after the other (so a machine that slows down slows all alike):
+
+    - **the codec floor**: the cheaper decoder at the smallest DCT scale that is not below
+      what the resize needs (Pillow's ``draft``, or libvips' ``shrink``: both
+      libjpeg-turbo) plus the cheaper encoder of an image of the output's size (Pillow's,
+      or libvips' with the same settings); a resize, a crop and HTTP cost nothing here;
+    - **thumbor's pixel work**: Pillow's ``draft``, ``LANCZOS`` resize to the covering
+      size, crop, encode (what thumbor's PIL engine calls, without its HTTP);
+    - **vipsgate**: ``process_for(n)()``, the pipeline for request ``n``.
+
+    thumbor's pixel work over the floor bounds the ratio any server using these codecs
+    can reach against thumbor's pixel work."""
+    from loadtest.mix import MIX_SOURCES
+    totals: dict[str, float] = {}
+    requests = mix.cycle()
+    for n in range(requests):
+        r = mix.request(n)
+        costs = request_costs(r, sources[r.source], MIX_SOURCES[r.source], process_for(n))
+        for name, seconds in costs.items():
+            totals[name] = totals.get(name, 0.0) + seconds
+    ms = {name: round(value / requests * 1000, 1) for name, value in totals.items()}
+    return {"requests": requests, "cpu_ms": ms,
+            "ceiling": round(totals["thumbor"] / totals["floor"], 2),
+            "vipsgate_over_floor": round(totals["vipsgate"] / totals["floor"], 2),
+            "thumbor_over_vipsgate": round(totals["thumbor"] / totals["vipsgate"], 2)}
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    started = time.process_time()
+    result = fn()
+    return time.process_time() - started, result
+
+
+def request_costs(r: MixRequest, data: bytes, size: tuple[int, int],
+                  process: Callable[[], object]) -> dict[str, float]:
+    """CPU seconds of each stage of ``mix_floor`` for one request, and their sums."""
+    import pyvips
+    from PIL import Image
+
+    from loadtest.mix import expected_size
+    if r.fmt not in ("jpeg", "webp"):
+        raise ValueError(f"no codec floor for {r.fmt}")
+    cover, out = decoded_size(r, size), expected_size(r, size)
+
+    def pillow_decode() -> Image.Image:
+        im = Image.open(io.BytesIO(data))
+        im.draft("RGB", cover)
+        im.load()
+        return im
+
+    pillow_d, decoded = _timed(pillow_decode)
+    assert isinstance(decoded, Image.Image)
+    shrink = round(size[0] / decoded.width)  # Pillow's DCT scale: 1, 2, 4 or 8
+    vips_d, _ = _timed(lambda: pyvips.Image.new_from_buffer(
+        data, "", shrink=shrink, access="sequential").copy_memory())
+    resize, resized = _timed(lambda: decoded.resize(cover, Image.Resampling.LANCZOS)
+                             .crop((0, 0, *out)))  # where it crops costs the same
+    assert isinstance(resized, Image.Image)
+    pixels = pyvips.Image.new_from_memory(resized.tobytes(), *out, 3, "uchar")
+
+    def pillow_encode() -> bytes:
+        buffer = io.BytesIO()
+        if r.fmt == "webp":
+            resized.save(buffer, "WEBP", quality=QUALITY, method=4)
+        else:
+            resized.save(buffer, "JPEG", quality=QUALITY, optimize=True, subsampling=2)
+        return buffer.getvalue()
+
+    def vips_encode() -> bytes:
+        if r.fmt == "webp":
+            return bytes(pixels.webpsave_buffer(Q=QUALITY, effort=4, keep="none"))
+        return bytes(pixels.jpegsave_buffer(Q=QUALITY, optimize_coding=True, keep="none"))
+
+    pillow_e, _ = _timed(pillow_encode)
+    vips_e, _ = _timed(vips_encode)
+    vipsgate, _ = _timed(process)
+    return {"pillow_decode": pillow_d, "vips_decode": vips_d, "resize": resize,
+            "pillow_encode": pillow_e, "vips_encode": vips_e, "vipsgate": vipsgate,
+            "floor": min(pillow_d, vips_d) + min(pillow_e, vips_e),
+            "thumbor": pillow_d + resize + pillow_e}

@@ -157,7 +157,9 @@ def growth_summary(report: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """growth.py's own options (bench.py --growth shares the others)."""
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per size")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="interleaved rounds per size (--growth) or per workload "
+                             "(--peers): every server once per round, medians reported")
     parser.add_argument("--sources", type=Path,
                         help="keep the generated sources in this directory and reuse them")
     parser.add_argument("--urls", type=int, default=20000, help="unique URLs per measurement")

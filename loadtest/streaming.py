@@ -12,7 +12,8 @@ one, in the same run) fetches them over loopback. Scenarios:
 * ``memory``: 16 concurrent distinct 7 MB sources at 2 MiB/s each: the server's RSS
   growth against the bytes in flight (112 MB), and the answers.
 * ``starve``: cold W1 (1080p -> fit 300x200) req/s alone, then while 32 requests for
-  5.3 MB sources at 1 MiB/s each are kept in flight.
+  5.3 MB sources at 1 MiB/s each are kept in flight; and the share of the server's CPU
+  the slow requests' own images took meanwhile (what W1 can keep at most).
 * ``flood``: the thumbor OOM report: 150 concurrent cold requests for 49 MP JPEGs
   (8.9 MB) -> ``rs:fit:300:300``, one process, the Helm chart's settings: peak RSS
   against the chart's 512 MiB limit, and the answers (200, or 429/503 + Retry-After).
@@ -119,37 +120,82 @@ async def memory(server: Server, origin: Origin, run: str) -> dict[str, Any]:
             "ratio": round(growth / (16 * size), 2), "statuses": statuses}
 
 
+def image_cpu_ms(data: bytes, options: str = "rs:fit:300:300") -> float:
+    """CPU ms of one ``process()`` of ``data`` in this process, from memory (the cheapest
+    way the server can make that image): median of 5 after a warm-up."""
+    from vipsgate.config import Settings
+    from vipsgate.negotiate import negotiate
+    from vipsgate.paths import parse_path
+    from vipsgate.processing import process
+    from vipsgate.processing.vips import init
+    from vipsgate.resolve import resolve
+    init()
+    parsed = parse_path(f"/{options}/plain/local:///source.jpg")
+    chooser = negotiate(parsed.options.format, "*/*", auto_webp=False, auto_avif=False,
+                        enforce_webp=False, enforce_avif=False)
+    effective = resolve(parsed.options, Settings())
+    process(data, effective, chooser)
+    times = []
+    for _ in range(5):
+        started = time.process_time()
+        process(data, effective, chooser)
+        times.append(time.process_time() - started)
+    return statistics.median(times) * 1000
+
+
 async def starve(server: Server, origin: Origin, run: str, duration: float) -> dict[str, Any]:
+    """W1's req/s alone and beside 32 slow downloads. The slow requests' images are real
+    work (a 5.3 MB 12 MP JPEG each), so W1 keeps at most the CPU they leave: ``ceiling``
+    is 1 - (slow images finished per second in W1's window x the CPU one costs from
+    memory in ``process()``) / (the server's CPU per second under W1 alone), and
+    ``efficiency`` is the ratio against that ceiling (above 1: the slow images cost less
+    than their share, or W1 used the CPU the client left idle)."""
     assert server.proc and server.port
     w1 = next(w for w in WORKLOADS if w.name == "W1")
 
     statuses: dict[str, dict[int, int]] = {}
+    cpu_per_second: list[float] = []
 
     def load(offset: int) -> float:
         paths = cold_paths(w1, 4000, offset)
         stats = http_load(server.port or 0, paths, 32, duration, 1.0, {}, server.proc.pid)
         statuses["alone" if offset == 0 else "with_slow"] = stats.statuses
+        cpu_per_second.append(stats.cpu / (duration + 1.0))
         return stats.rate
 
     alone = await asyncio.to_thread(load, 0)
     stop = asyncio.Event()
     counter = iter(range(10**6))
+    finished: list[float] = []
 
     async def slow_client(session: aiohttp.ClientSession) -> None:
         while not stop.is_set():
             url = origin.url(f"{run}-slow{next(counter)}", "12mp.jpg", rate=MiB)
-            await get(session, server.port or 0, source_path(url))
+            status, done, _ = await get(session, server.port or 0, source_path(url))
+            if status == 200:
+                finished.append(done)
 
     async with aiohttp.ClientSession() as session:
         slow = [asyncio.create_task(slow_client(session)) for _ in range(32)]
         await asyncio.sleep(2.0)  # let the 32 slow downloads get going
+        started = time.monotonic()
         busy = await asyncio.to_thread(load, 100_000)
+        window = time.monotonic() - started
         stop.set()
         for task in slow:
             task.cancel()
         await asyncio.gather(*slow, return_exceptions=True)
+    slow_rate = sum(t >= started for t in finished) / window
+    image_ms = image_cpu_ms((origin.log_path.parent / "images" / "12mp.jpg").read_bytes())
+    slow_share = min(1.0, slow_rate * image_ms / 1000 / cpu_per_second[0])
+    ratio = busy / alone
     return {"alone_rps": round(alone, 1), "with_slow_rps": round(busy, 1),
-            "ratio": round(busy / alone, 2), "w1_statuses": statuses}
+            "ratio": round(ratio, 2), "slow_images_per_s": round(slow_rate, 2),
+            "slow_image_cpu_ms": round(image_ms, 1),
+            "server_cpu_alone": round(cpu_per_second[0], 2),
+            "ceiling": round(1 - slow_share, 2),
+            "efficiency": round(ratio / (1 - slow_share), 2) if slow_share < 1 else None,
+            "w1_statuses": statuses}
 
 
 async def flood(server: Server, origin: Origin, run: str) -> dict[str, Any]:

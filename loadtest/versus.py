@@ -12,7 +12,10 @@ listening socket, and a keep-alive connection stays with the process that accept
 ipx with keep-alive. Every request is a full render (a unique URL, no cache answers).
 A few requests of each workload are fetched first from every server, to check that
 they answer the same dimensions and format and to record the output sizes. W5 (cache
-hits) is compared with a bare aiohttp server returning the same bytes.
+hits) is compared with a bare aiohttp server returning the same bytes. ``--rounds N``
+repeats each workload's servers N times, interleaved, and reports medians. After the
+servers, MIX-NOAVIF's codec floor (``floor.mix_floor``) bounds what any server using
+these codecs can do against thumbor's pixel work.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest import floor
 from loadtest.bench import (
     WORKLOADS,
     Workload,
@@ -36,6 +41,7 @@ from loadtest.bench import (
     fmt,
     machine,
     measure_server,
+    path_op,
 )
 from loadtest.common import (
     Server,
@@ -172,26 +178,56 @@ def rate(entry: dict, against: str) -> None:
 
 def measure_cold(w: Workload | Mix, server: Server, peers: list[Peer],
                  args: argparse.Namespace) -> dict:
+    """Every server on ``w``, once per round (``--rounds``, interleaved: vipsgate, then
+    each peer, then again), each with fresh cold URLs; each figure is the median over
+    the rounds (peak RSS the highest), so a machine that slows down for a while
+    weighs on every server alike."""
     entry: dict = {"name": w.name, "title": w.title, **sample_outputs(w, server, peers)}
     if isinstance(w, Mix):  # a few requests a second: a longer window
         args = argparse.Namespace(**{**vars(args), "duration": args.mix_duration})
     count = int(args.max_rps * (args.duration + args.warmup + 1))
-    entry["vipsgate"] = measure_server(server, cold_paths(w, count), args)
-    print(f"  {w.name:10s} vipsgate         {fmt(entry['vipsgate'])}", flush=True)
-    if isinstance(w, Workload):  # what Connection: close costs vipsgate (thumbor's clients)
-        entry["vipsgate_close"] = measure_server(server, cold_paths(w, count, count), args,
-                                                 close=True)
-        print(f"  {w.name:10s} vipsgate (close) {fmt(entry['vipsgate_close'])}", flush=True)
+    rounds = max(1, args.rounds)
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(rounds):
+        label = f" [{round_ + 1}/{rounds}]" if rounds > 1 else ""
+        start = 2 * count * round_
+        runs.setdefault("vipsgate", []).append(
+            measure_server(server, cold_paths(w, count, start), args))
+        print(f"  {w.name:10s} vipsgate         {fmt(runs['vipsgate'][-1])}{label}", flush=True)
+        if isinstance(w, Workload):  # what Connection: close costs vipsgate (thumbor's clients)
+            runs.setdefault("vipsgate_close", []).append(
+                measure_server(server, cold_paths(w, count, start + count), args, close=True))
+            print(f"  {w.name:10s} vipsgate (close) {fmt(runs['vipsgate_close'][-1])}{label}",
+                  flush=True)
+        for peer in peers:
+            runs.setdefault(peer.name, []).append(measure_peer(
+                peer.server, peer.paths(w.name, 1 + 10**7 * round_), args, peer.close))
+            mode = " (close)" if peer.close else ""
+            print(f"  {w.name:10s} {peer.name + mode:16s} {fmt(runs[peer.name][-1])}{label}",
+                  flush=True)
+    for name, results in runs.items():
+        entry[name] = combine(results)
     for peer in peers:
-        entry[peer.name] = measure_peer(peer.server, peer.paths(w.name, 1), args, peer.close)
-        mode = " (close)" if peer.close else ""
-        print(f"  {w.name:10s} {peer.name + mode:16s} {fmt(entry[peer.name])}", flush=True)
         rate(entry, peer.name)
     if args.peer_keepalive_check and peers and peers[0].close and w.name == "W1":
         key = peers[0].name + "_keepalive"
         entry[key] = measure_peer(peers[0].server, peers[0].paths(w.name, 10**6), args, False)
         print(f"  {w.name:10s} {key:16s} {fmt(entry[key])}", flush=True)
     return entry
+
+
+def combine(results: list[dict]) -> dict:
+    """One server's rounds as one result: the median of each figure, the highest peak
+    RSS, the errors summed, and each round's req/s under ``rounds_rps``."""
+    if len(results) == 1:
+        return results[0]
+    out = dict(results[len(results) // 2])  # the other keys (CPU shares) from one round
+    for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_op"):
+        out[key] = round(statistics.median(r[key] for r in results), 3)
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+    out["errors"] = sum(r["errors"] for r in results)
+    out["rounds_rps"] = [r["rps"] for r in results]
+    return out
 
 
 def start_peers(stack: contextlib.ExitStack, peers: list[Peer], report: dict) -> None:
@@ -240,12 +276,39 @@ def run_vs_peers(args: argparse.Namespace) -> dict:
         for w in cold:
             report["workloads"][w.name] = measure_cold(w, server, peers, args)
         if "W5" in args.only:
+            hits = [cache_hits(server, tmp, args) for _ in range(max(1, args.rounds))]
             entry = {"name": "W5", "title": "cache hit of W1 (same URL repeated)",
-                     **cache_hits(server, tmp, args)}
-            entry["vipsgate"] = entry.pop("server")
+                     "vipsgate": combine([h["server"] for h in hits]),
+                     "bare_aiohttp": combine([h["bare_aiohttp"] for h in hits])}
             rate(entry, "bare_aiohttp")
             report["workloads"]["W5"] = entry
+    codec_floor(report, root)  # one thread, after the servers have stopped
     return report
+
+
+def codec_floor(report: dict, root: Path) -> None:
+    """``MIX-NOAVIF``'s codec floor (``floor.mix_floor``), when the mix was measured."""
+    if "MIX-NOAVIF" not in report["workloads"]:
+        return
+    mix = next(m for m in MIXES if m.name == "MIX-NOAVIF")
+    sources = {name: (root / name).read_bytes() for name in MIX_SOURCES}
+    report["workloads"]["MIX-NOAVIF"]["codec_floor"] = floor.mix_floor(
+        sources, mix, lambda n: path_op(mix.path(n), sources[mix.request(n).source]))
+
+
+def codec_floor_summary(entry: dict) -> str:
+    c = entry["codec_floor"]
+    ms = c["cpu_ms"]
+    return (f"MIX-NOAVIF codec floor (CPU ms per request, one thread, {c['requests']} "
+            f"requests, `loadtest/floor.py`): the cheaper decoder at the DCT scale + the "
+            f"cheaper encoder, nothing else, {ms['floor']:.1f} (decode Pillow "
+            f"{ms['pillow_decode']:.1f} / libvips {ms['vips_decode']:.1f}, encode Pillow "
+            f"{ms['pillow_encode']:.1f} / libvips {ms['vips_encode']:.1f}); thumbor's pixel "
+            f"work (draft, LANCZOS {ms['resize']:.1f}, encode) {ms['thumbor']:.1f}; vipsgate's "
+            f"`process()` {ms['vipsgate']:.1f}. A server whose resize and HTTP cost nothing "
+            f"would do **{c['ceiling']:.2f}x** thumbor's pixel work; vipsgate's `process()` "
+            f"does {c['thumbor_over_vipsgate']:.2f}x, at {c['vipsgate_over_floor']:.2f}x "
+            "the floor")
 
 
 def _ratio_cell(entry: dict, peer: str) -> str:
@@ -254,7 +317,9 @@ def _ratio_cell(entry: dict, peer: str) -> str:
     ratio, target = entry["ratios"][peer], entry["targets"][peer]
     if target["target"] is None:
         return f"**{ratio:.2f}**"
-    return f"**{ratio:.2f}** (≥ {target['target']:.1f}: {target['verdict']})"
+    # two decimals, unless rounding them would read as the other verdict (0.598: "0.60")
+    digits = 2 if verdict(round(ratio, 2), target["target"]) == target["verdict"] else 3
+    return f"**{ratio:.{digits}f}** (≥ {target['target']:.1f}: {target['verdict']})"
 
 
 def vs_summary(report: dict) -> str:
@@ -280,6 +345,8 @@ def vs_summary(report: dict) -> str:
         e = report["workloads"]["W5"]
         lines.append(f"\nW5 cache hits: vipsgate {e['vipsgate']['rps']:.0f} req/s, bare aiohttp "
                      f"{e['bare_aiohttp']['rps']:.0f} req/s: {_ratio_cell(e, 'bare_aiohttp')}")
+    if "codec_floor" in report["workloads"].get("MIX-NOAVIF", {}):
+        lines.append("\n" + codec_floor_summary(report["workloads"]["MIX-NOAVIF"]))
     verdicts = [t["verdict"] for e in report["workloads"].values()
                 for t in e.get("targets", {}).values() if t["verdict"]]
     lines.append(f"\nTargets met: **{verdicts.count('met')} of {len(verdicts)}**"

@@ -149,6 +149,11 @@ def test_targets_and_the_table(versus):  # type: ignore[no-untyped-def]
     assert "| **0.90** (≥ 1.0: missed) | **2.00** |" in rows[2]
     assert "| **2.50** (≥ 2.0: met) | **0.80** (≥ 1.0: missed) |" in rows[3]
     assert "Targets met: **1 of 3**" in table
+    close = {k: v for k, v in w1.items() if k not in ("ratios", "targets")}
+    close["vipsgate"] = {**figures, "rps": 99.6}  # 0.996 would print as 1.00
+    versus.rate(close, "thumbor")
+    assert "**0.996** (≥ 1.0: missed)" in versus.vs_summary(
+        {"peers": {"thumbor": {}}, "skipped": {}, "workloads": {"W1": close}})
     w1_alone = {**w1, "ratios": {"thumbor": 0.9},
                 "targets": {"thumbor": w1["targets"]["thumbor"]}}
     only_thumbor = versus.vs_summary({"peers": {"thumbor": {}}, "skipped": {"ipx": "no npm"},
@@ -188,3 +193,71 @@ def test_a_peer_that_cannot_run_is_skipped_with_the_reason(versus, tmp_path, mon
     peers, skipped = versus.make_peers(["ipx", "nginx"], tmp_path, tmp_path, 2)
     assert peers == [] and set(skipped) == {"ipx", "nginx"}
     assert "skipping ipx" in skipped["ipx"] and "unknown peer 'nginx'" in skipped["nginx"]
+
+
+def test_a_fill_is_decoded_at_least_at_its_covering_size():
+    from loadtest.floor import decoded_size
+    from loadtest.mix import MixRequest, Operation
+    assert decoded_size(MixRequest("s", Operation("fill", 800, 800), "jpeg"),
+                        (4000, 3000)) == (1067, 800)
+    assert decoded_size(MixRequest("s", Operation("fill", 1200, 630), "webp"),
+                        (3000, 4000)) == (1200, 1600)
+    assert decoded_size(MixRequest("s", Operation("fit", 640, 0), "jpeg"),
+                        (4000, 3000)) == (640, 480)
+
+
+def test_the_codec_floor_takes_the_cheaper_codec_of_each_stage():
+    """``floor.request_costs`` on a small photo: each stage is timed, the floor is the
+    cheaper decoder plus the cheaper encoder, thumbor's work adds the resize, and the
+    pipeline is called once; AVIF (another encoder than thumbor's) is refused."""
+    import pyvips
+
+    from loadtest.floor import request_costs
+    from loadtest.mix import MixRequest, Operation
+    data = bytes(pyvips.Image.gaussnoise(1600, 1200, sigma=30, mean=128).cast("uchar")
+                 .bandjoin([128, 64]).copy(interpretation="srgb").jpegsave_buffer(Q=90))
+    calls = []
+    for fmt in ("jpeg", "webp"):
+        costs = request_costs(MixRequest("s", Operation("fill", 300, 300), fmt), data,
+                              (1600, 1200), lambda: calls.append(1))
+        stages = ("pillow_decode", "vips_decode", "resize", "pillow_encode", "vips_encode")
+        assert all(costs[name] > 0 for name in stages), costs
+        assert costs["floor"] == min(costs["pillow_decode"], costs["vips_decode"]) + \
+            min(costs["pillow_encode"], costs["vips_encode"])
+        assert costs["thumbor"] == costs["pillow_decode"] + costs["resize"] + \
+            costs["pillow_encode"]
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="avif"):
+        request_costs(MixRequest("s", Operation("fit", 320, 0), "avif"), data, (1600, 1200),
+                      lambda: None)
+
+
+def test_the_codec_floor_line(versus):  # type: ignore[no-untyped-def]
+    figures = {"rps": 10.0, "cpu_ms_per_op": 150.0, "peak_rss_mb": 100.0}
+    entry = {"name": "MIX-NOAVIF", "title": "t", "output_bytes": {"vipsgate": 1, "thumbor": 2},
+             "vipsgate": figures, "thumbor": {**figures, "rps": 8.0},
+             "codec_floor": {"requests": 70, "ceiling": 1.55, "vipsgate_over_floor": 1.28,
+                             "thumbor_over_vipsgate": 1.2,
+                             "cpu_ms": {"floor": 114.5, "pillow_decode": 71.6,
+                                        "vips_decode": 82.1, "pillow_encode": 49.0,
+                                        "vips_encode": 60.7, "resize": 56.4,
+                                        "thumbor": 177.0, "vipsgate": 147.1}}}
+    versus.rate(entry, "thumbor")
+    table = versus.vs_summary({"peers": {"thumbor": {}}, "skipped": {},
+                               "workloads": {"MIX-NOAVIF": entry}})
+    line = next(row for row in table.splitlines() if row.startswith("MIX-NOAVIF codec floor"))
+    assert "nothing else, 114.5" in line and "**1.55x** thumbor's pixel work" in line
+    assert "`process()` does 1.20x, at 1.28x the floor" in line
+
+
+def test_rounds_combine_into_medians(versus):  # type: ignore[no-untyped-def]
+    """``--rounds``: each figure the median over the rounds, peak RSS the highest."""
+    rounds = [{"rps": rps, "p50_ms": 10.0 * rps, "p99_ms": 20.0, "cpu_ms_per_op": cpu,
+               "peak_rss_mb": rss, "errors": errors}
+              for rps, cpu, rss, errors in ((100.0, 5.0, 90.0, 0), (80.0, 7.0, 120.0, 1),
+                                            (120.0, 6.0, 100.0, 2))]
+    combined = versus.combine(rounds)
+    assert (combined["rps"], combined["p50_ms"], combined["cpu_ms_per_op"]) == (100.0, 1000.0, 6.0)
+    assert (combined["peak_rss_mb"], combined["errors"]) == (120.0, 3)
+    assert combined["rounds_rps"] == [100.0, 80.0, 120.0]
+    assert versus.combine(rounds[:1]) == rounds[0]
