@@ -91,9 +91,9 @@ def vipsgate_op(w: Workload, data: bytes) -> Callable[[], object]:
     return path_op(w.path(), data)
 
 
-def path_op(path: str, data: bytes) -> Callable[[], object]:
-    """``process()`` of ``data`` for the signed URL path ``path`` (a modern browser's
-    ``Accept``), exactly as the server calls it."""
+def path_op(path: str, data: bytes, accept: str = MODERN_ACCEPT) -> Callable[[], object]:
+    """``process()`` of ``data`` for the URL path ``path`` and the request's ``Accept``
+    (a modern browser's), exactly as the server calls it."""
     from vipsgate.config import Settings
     from vipsgate.negotiate import negotiate
     from vipsgate.paths import parse_path
@@ -102,7 +102,7 @@ def path_op(path: str, data: bytes) -> Callable[[], object]:
     from vipsgate.resolve import resolve
     init()
     parsed = parse_path(path)
-    policy = negotiate(parsed.options.format, MODERN_ACCEPT, auto_webp=True, auto_avif=True,
+    policy = negotiate(parsed.options.format, accept, auto_webp=True, auto_avif=True,
                        enforce_webp=False, enforce_avif=False)
     effective = resolve(parsed.options, Settings())
     return lambda: process(data, effective, policy)

@@ -34,7 +34,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtest.bench import WORKLOADS, cold_paths
+from loadtest import floor
+from loadtest.bench import WORKLOADS, cold_paths, path_op
 from loadtest.common import (
     Origin,
     RssSampler,
@@ -122,25 +123,10 @@ async def memory(server: Server, origin: Origin, run: str) -> dict[str, Any]:
 
 def image_cpu_ms(data: bytes, options: str = "rs:fit:300:300") -> float:
     """CPU ms of one ``process()`` of ``data`` in this process, from memory (the cheapest
-    way the server can make that image): median of 5 after a warm-up."""
-    from vipsgate.config import Settings
-    from vipsgate.negotiate import negotiate
-    from vipsgate.paths import parse_path
-    from vipsgate.processing import process
-    from vipsgate.processing.vips import init
-    from vipsgate.resolve import resolve
-    init()
-    parsed = parse_path(f"/{options}/plain/local:///source.jpg")
-    chooser = negotiate(parsed.options.format, "*/*", auto_webp=False, auto_avif=False,
-                        enforce_webp=False, enforce_avif=False)
-    effective = resolve(parsed.options, Settings())
-    process(data, effective, chooser)
-    times = []
-    for _ in range(5):
-        started = time.process_time()
-        process(data, effective, chooser)
-        times.append(time.process_time() - started)
-    return statistics.median(times) * 1000
+    way the server can make that image; aiohttp's client sends ``Accept: */*``, so
+    JPEG): the median of 5 after a warm-up."""
+    op = path_op(f"/{options}/plain/local:///source.jpg", data, accept="*/*")
+    return floor.cpu_medians({"image": op}, rounds=5, calls=1)["image"]
 
 
 async def starve(server: Server, origin: Origin, run: str, duration: float) -> dict[str, Any]:
